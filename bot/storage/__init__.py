@@ -1,0 +1,1 @@
+"""Persistence: one async SQLAlchemy code path for SQLite (default) and PostgreSQL."""
