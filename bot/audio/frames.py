@@ -1,0 +1,218 @@
+"""PCM frames as discord.py wants them, and the buffer between asyncio and its player thread.
+
+discord.py's `AudioPlayer` thread calls `AudioSource.read()` every 20 ms and
+expects 3,840 bytes: 20 ms of 48 kHz, signed 16-bit little-endian, stereo. A
+`read()` that blocks (as `FFmpegPCMAudio` does on a pipe) makes the player fall
+behind and then send the missed frames in a burst. `FrameBuffer.read_frame()`
+never blocks: it hands out the next frame, or silence on underrun, so the player
+keeps real time and nothing is ever sent faster than real time afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+
+import discord
+
+SAMPLE_RATE = 48_000
+CHANNELS = 2
+SAMPLE_WIDTH = 2
+FRAME_MS = 20
+FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000  # 960 per channel
+FRAME_BYTES = FRAME_SAMPLES * CHANNELS * SAMPLE_WIDTH  # 3,840
+SILENCE = bytes(FRAME_BYTES)
+
+DEFAULT_CAPACITY_FRAMES = 100  # 2 s of decoded audio ahead of the player
+
+
+def frames_to_ms(frames: int) -> int:
+    return frames * FRAME_MS
+
+
+class FrameBuffer:
+    """A bounded FIFO of 20 ms frames: filled on the event loop, read on any thread.
+
+    The writer (`write()`, `finish()`) runs on the event loop and waits when the
+    buffer is full; that wait is the only back-pressure in the audio path. The
+    player thread calls `read_frame()`, which never blocks. The loop can also
+    consume frames with `async for frame in buffer.frames()` (the CLI does, to
+    write a WAV as fast as the audio is decoded).
+    """
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY_FRAMES) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least one frame")
+        self.capacity = capacity
+        self._frames: deque[bytes] = deque()
+        self._partial = bytearray()
+        self._finished = False
+        self._aborted = False
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._space = asyncio.Event()
+        self._data = asyncio.Event()
+        self._writer_waiting = False
+        self._reader_waiting = False
+        # Counters: for tests, logs and benchmarks.
+        self.frames_written = 0
+        self.frames_read = 0
+        self.underruns = 0
+        self.first_frame_at: float | None = None
+
+    # ------------------------------------------------------------------ writer side (event loop)
+
+    async def write(self, pcm: bytes | bytearray | memoryview) -> None:
+        """Append PCM bytes; whole frames become readable, the remainder waits."""
+        if self._aborted:
+            return
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._partial += pcm
+        while len(self._partial) >= FRAME_BYTES and not self._aborted:
+            await self._wait_for_space()
+            frame = bytes(self._partial[:FRAME_BYTES])
+            del self._partial[:FRAME_BYTES]
+            self._push(frame)
+
+    def finish(self) -> None:
+        """No more input: pad the last partial frame with silence and let readers drain."""
+        if self._finished:
+            return
+        if self._partial and not self._aborted:
+            self._push(bytes(self._partial) + bytes(FRAME_BYTES - len(self._partial)))
+            self._partial.clear()
+        self._finished = True
+        self._data.set()
+
+    def abort(self) -> None:
+        """Drop everything now: `read_frame()` returns b'' from here on."""
+        self._aborted = True
+        self._finished = True
+        with self._lock:
+            self._frames.clear()
+        self._partial.clear()
+        self._data.set()
+        self._space.set()
+
+    async def _wait_for_space(self) -> None:
+        while len(self._frames) >= self.capacity and not self._aborted:
+            self._writer_waiting = True
+            self._space.clear()
+            if len(self._frames) < self.capacity:
+                self._writer_waiting = False
+                break
+            await self._space.wait()
+
+    def _push(self, frame: bytes) -> None:
+        with self._lock:
+            self._frames.append(frame)
+        if self.first_frame_at is None:
+            self.first_frame_at = time.perf_counter()
+        self.frames_written += 1
+        self._data.set()
+
+    # ------------------------------------------------------------------ reader side (any thread)
+
+    @property
+    def finished(self) -> bool:
+        """True when no more frames will be written."""
+        return self._finished
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
+
+    @property
+    def exhausted(self) -> bool:
+        """True when finished and every frame has been read."""
+        return self._finished and not self._frames
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def read_frame(self) -> bytes:
+        """The next frame; `SILENCE` on underrun; b'' once finished and drained. Never blocks."""
+        with self._lock:
+            frame = self._frames.popleft() if self._frames else None
+        if frame is None:
+            if self._finished:
+                return b""
+            self.underruns += 1
+            return SILENCE
+        self.frames_read += 1
+        if self._writer_waiting and self._loop is not None:
+            self._writer_waiting = False
+            # RuntimeError: the loop is closed, so nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._space.set)
+        return frame
+
+    def pop_ready(self) -> bytes | None:
+        """The next frame if one is ready, else None (no silence, no counting of underruns)."""
+        with self._lock:
+            frame = self._frames.popleft() if self._frames else None
+        if frame is not None:
+            self.frames_read += 1
+            if self._writer_waiting:
+                self._writer_waiting = False
+                self._space.set()
+        return frame
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """Every frame as soon as it is decoded, on the event loop."""
+        while True:
+            frame = self.pop_ready()
+            if frame is not None:
+                yield frame
+                continue
+            if self._finished:
+                return
+            self._data.clear()
+            if self._frames or self._finished:
+                continue
+            await self._data.wait()
+
+
+class MonoToStereo:
+    """s16le mono to s16le stereo, keeping sample alignment across chunk boundaries."""
+
+    def __init__(self) -> None:
+        self._odd = b""
+
+    def convert(self, chunk: bytes) -> bytes:
+        data = self._odd + chunk
+        usable = len(data) - (len(data) % 2)
+        self._odd = data[usable:]
+        mono = memoryview(data)[:usable]
+        out = bytearray(usable * 2)
+        # Interleave each 2-byte sample into both channels.
+        out[0::4] = mono[0::2]
+        out[1::4] = mono[1::2]
+        out[2::4] = mono[0::2]
+        out[3::4] = mono[1::2]
+        return bytes(out)
+
+    @property
+    def pending(self) -> int:
+        return len(self._odd)
+
+
+class BufferSource(discord.AudioSource):
+    """A discord.py `AudioSource` over one `FrameBuffer`: plays it, then ends."""
+
+    def __init__(self, buffer: FrameBuffer) -> None:
+        self.buffer = buffer
+
+    def read(self) -> bytes:
+        return self.buffer.read_frame()
+
+    def is_opus(self) -> bool:
+        return False
+
+    def cleanup(self) -> None:
+        self.buffer.abort()

@@ -1,0 +1,321 @@
+"""One item's audio path: HTTP body -> compressed buffer -> decoder -> `FrameBuffer`.
+
+Three stages run as tasks on the event loop:
+1. fetch: reads the HTTP body as fast as it arrives into the item's own buffer
+   (capped), so the ElevenLabs concurrency slot is released as soon as synthesis
+   ends, however slowly the audio plays;
+2. feed: writes that buffer into ffmpeg's stdin (or converts `pcm_48000` from
+   mono to stereo in Python, with no ffmpeg at all);
+3. drain: reads ffmpeg's stdout into the `FrameBuffer`, whose bound is the only
+   back-pressure: it stops ffmpeg, which stops the feed, never the fetch.
+
+ffmpeg is spawned when the request is sent, so its ~90 ms start-up overlaps the
+wait for the first byte. Cancelling `run()` at any moment kills and reaps
+ffmpeg, closes the HTTP response and aborts the buffer: no zombie, no open fd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.audio.formats import FormatPolicy, InputFormat, ffmpeg_command
+from bot.audio.frames import FrameBuffer, MonoToStereo
+from bot.elevenlabs.errors import PlanRestrictionError
+from bot.errors import BotError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+READ_SIZE = 16 * 1024
+
+
+class AudioStream(Protocol):
+    """What the pipeline reads: an ElevenLabs `SpeechStream` or a plain URL stream."""
+
+    sent_at: float | None
+    first_byte_at: float | None
+
+    async def open(self) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AudioTooLongError(BotError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"That audio is longer than the bot plays ({limit // 1024} KB at most).")
+
+
+class DecoderError(BotError):
+    def __init__(self, detail: str) -> None:
+        super().__init__("The audio could not be decoded.")
+        self.detail = detail
+
+
+class FFmpegNotFoundError(BotError):
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"ffmpeg was not found at {path!r}: "
+            "install it (apt-get install ffmpeg) or set FFMPEG_PATH."
+        )
+
+
+class PlaybackAbortedError(Exception):
+    """The frames were dropped by their reader (skip, stop): decoding has no purpose."""
+
+
+@dataclass
+class JobTimings:
+    """perf_counter() instants of one item, for logs, `say --json` and the benchmarks."""
+
+    started_at: float
+    sent_at: float | None = None
+    first_byte_at: float | None = None
+    first_frame_at: float | None = None
+    body_done_at: float | None = None
+    finished_at: float | None = None
+
+    def ms(self, attr: str, since: str = "sent_at") -> float | None:
+        end, start = getattr(self, attr), getattr(self, since)
+        if end is None or start is None:
+            return None
+        return round((end - start) * 1000, 1)
+
+
+class ByteFifo:
+    """The item's compressed audio: unbounded up to `limit`, filled as fast as it arrives."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self._chunks: deque[bytes] = deque()
+        self._closed = False
+        self._ready = asyncio.Event()
+
+    def put(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        if self.total > self.limit:
+            raise AudioTooLongError(self.limit)
+        self._chunks.append(chunk)
+        self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    async def get(self) -> bytes:
+        """The next chunk, or b'' once closed and empty."""
+        while not self._chunks:
+            if self._closed:
+                return b""
+            self._ready.clear()
+            await self._ready.wait()
+        return self._chunks.popleft()
+
+
+class DecodeJob:
+    """Fetches and decodes one item into `frames`. Await `run()`; cancel it to stop."""
+
+    def __init__(
+        self,
+        open_stream: Callable[[str], AudioStream],
+        output_format: str,
+        *,
+        frames: FrameBuffer | None = None,
+        ffmpeg_path: str = "ffmpeg",
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        policy: FormatPolicy | None = None,
+        label: str = "",
+    ) -> None:
+        self._open_stream = open_stream
+        self.requested_format = output_format
+        self.output_format = output_format
+        self.frames = frames if frames is not None else FrameBuffer()
+        self.ffmpeg_path = ffmpeg_path
+        self.max_bytes = max_bytes
+        self.policy = policy
+        self.label = label
+        self.stream: AudioStream | None = None
+        self.timings = JobTimings(started_at=time.perf_counter())
+        self.bytes_in = 0
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def run(self) -> None:
+        """Fetch and decode until the last frame is in the buffer; raise on failure."""
+        finished = False
+        try:
+            await self._run()
+            finished = True
+        except PlaybackAbortedError:
+            log.debug("%s: frames dropped by the player; decoding stopped", self.label)
+        finally:
+            await self._cleanup()
+            if finished:
+                self.frames.finish()
+            else:
+                self.frames.abort()
+            self.timings.finished_at = time.perf_counter()
+
+    async def _run(self) -> None:
+        fmt_name = self.policy.choose(self.output_format) if self.policy else self.output_format
+        while True:
+            self.output_format = fmt_name
+            fmt = InputFormat.parse(fmt_name)
+            self.stream = self._open_stream(fmt_name)
+            try:
+                # Spawn the decoder while the request is on its way.
+                spawn = self._spawn(fmt) if fmt.needs_ffmpeg else _noop()
+                results = await asyncio.gather(spawn, self.stream.open(), return_exceptions=True)
+            except BaseException:
+                await self._cleanup()
+                raise
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                await self._cleanup()
+                error = next((e for e in errors if not isinstance(e, Exception)), errors[-1])
+                if isinstance(error, PlanRestrictionError) and self.policy is not None:
+                    fallback = self.policy.refuse(fmt_name)
+                    if fallback is not None and fallback != fmt_name:
+                        fmt_name = fallback
+                        continue
+                raise error
+            break
+        self.timings.sent_at = self.stream.sent_at
+        self.timings.first_byte_at = self.stream.first_byte_at
+        await self._pump(fmt)
+
+    async def _spawn(self, fmt: InputFormat) -> None:
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *ffmpeg_command(self.ffmpeg_path, fmt),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except FileNotFoundError:
+            raise FFmpegNotFoundError(self.ffmpeg_path) from None
+
+    async def _pump(self, fmt: InputFormat) -> None:
+        fifo = ByteFifo(self.max_bytes)
+        fetch = asyncio.create_task(self._fetch(fifo), name=f"fetch {self.label}")
+        if self._proc is None:
+            decode = asyncio.create_task(self._convert(fifo), name=f"convert {self.label}")
+            tasks = [fetch, decode]
+        else:
+            tasks = [
+                fetch,
+                asyncio.create_task(self._feed(fifo), name=f"feed {self.label}"),
+                asyncio.create_task(self._drain(), name=f"drain {self.label}"),
+                asyncio.create_task(self._stderr(), name=f"stderr {self.label}"),
+            ]
+        try:
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        fetch_error = results[0]
+        if isinstance(fetch_error, BaseException):
+            # Whatever was decoded before the break stays in the buffer and plays.
+            raise fetch_error
+        for result in results[1:]:
+            if isinstance(result, BaseException):
+                raise result
+        if self._proc is not None:
+            code = await self._proc.wait()
+            if code != 0:
+                raise DecoderError(f"ffmpeg exited with {code}: {self._stderr_tail}")
+
+    async def _fetch(self, fifo: ByteFifo) -> None:
+        assert self.stream is not None
+        try:
+            async for chunk in self.stream:
+                self.bytes_in += len(chunk)
+                fifo.put(chunk)
+            self.timings.body_done_at = time.perf_counter()
+        finally:
+            fifo.close()
+            await self.stream.aclose()
+
+    async def _feed(self, fifo: ByteFifo) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        stdin = self._proc.stdin
+        try:
+            while chunk := await fifo.get():
+                stdin.write(chunk)
+                await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            return  # ffmpeg gave up; _drain and the exit code tell why
+        finally:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
+                stdin.close()
+
+    async def _drain(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        stdout = self._proc.stdout
+        while data := await stdout.read(READ_SIZE):
+            if self.frames.aborted:
+                raise PlaybackAbortedError()
+            await self.frames.write(data)
+            if self.timings.first_frame_at is None and self.frames.first_frame_at is not None:
+                self.timings.first_frame_at = self.frames.first_frame_at
+
+    _stderr_tail = ""
+
+    async def _stderr(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        while line := await self._proc.stderr.readline():
+            self._stderr_tail = (self._stderr_tail + line.decode(errors="replace"))[-500:]
+
+    async def _convert(self, fifo: ByteFifo) -> None:
+        converter = MonoToStereo()
+        while chunk := await fifo.get():
+            if self.frames.aborted:
+                raise PlaybackAbortedError()
+            await self.frames.write(converter.convert(chunk))
+            if self.timings.first_frame_at is None and self.frames.first_frame_at is not None:
+                self.timings.first_frame_at = self.frames.first_frame_at
+
+    async def _cleanup(self) -> None:
+        """Close the stream and reap ffmpeg. Idempotent; safe under cancellation."""
+        stream = self.stream
+        proc, self._proc = self._proc, None
+        await asyncio.shield(self._reap(stream, proc))
+
+    async def _reap(
+        self, stream: AudioStream | None, proc: asyncio.subprocess.Process | None
+    ) -> None:
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        if proc.stdin is not None:
+            with contextlib.suppress(Exception):
+                proc.stdin.close()
+        # Reading both pipes to their end lets asyncio close their transports.
+        with contextlib.suppress(Exception):
+            await asyncio.gather(_read_to_end(proc.stdout), _read_to_end(proc.stderr), proc.wait())
+
+
+async def _read_to_end(reader: asyncio.StreamReader | None) -> None:
+    if reader is None:
+        return
+    while await reader.read(READ_SIZE):
+        pass
+
+
+async def _noop() -> None:
+    return None
