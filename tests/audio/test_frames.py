@@ -1,0 +1,144 @@
+"""FrameBuffer, the hand-over between the event loop and discord.py's player thread."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.audio.frames import FRAME_BYTES, SILENCE, BufferSource, FrameBuffer, MonoToStereo
+
+
+def frame(n: int) -> bytes:
+    return bytes([n % 256]) * FRAME_BYTES
+
+
+async def test_whole_frames_are_readable_and_the_remainder_waits() -> None:
+    buf = FrameBuffer()
+    await buf.write(frame(1) + frame(2)[:100])
+    assert buf.read_frame() == frame(1)
+    assert buf.read_frame() == SILENCE  # only a partial frame is there: underrun
+    await buf.write(frame(2)[100:])
+    assert buf.read_frame() == frame(2)
+
+
+async def test_underrun_gives_silence_then_continues_without_catching_up() -> None:
+    buf = FrameBuffer()
+    await buf.write(frame(1))
+    reads = [buf.read_frame() for _ in range(4)]
+    assert reads == [frame(1), SILENCE, SILENCE, SILENCE]
+    assert buf.underruns == 3
+    await buf.write(frame(2) + frame(3))
+    buf.finish()
+    # After the stall the next reads are the next frames, one per read: no burst,
+    # nothing skipped, and the end is b''.
+    assert [buf.read_frame() for _ in range(3)] == [frame(2), frame(3), b""]
+
+
+async def test_finish_pads_the_last_partial_frame_with_silence() -> None:
+    buf = FrameBuffer()
+    await buf.write(b"\x01" * 10)
+    buf.finish()
+    last = buf.read_frame()
+    assert len(last) == FRAME_BYTES
+    assert last[:10] == b"\x01" * 10 and last[10:] == bytes(FRAME_BYTES - 10)
+    assert buf.read_frame() == b""
+    assert buf.exhausted
+
+
+async def test_abort_drops_everything_and_ends_reads() -> None:
+    buf = FrameBuffer()
+    await buf.write(frame(1) * 3)
+    buf.abort()
+    assert buf.read_frame() == b""
+    await buf.write(frame(4))  # writes after an abort are ignored
+    assert buf.read_frame() == b""
+
+
+async def test_writer_waits_when_full_and_resumes_when_a_thread_reads() -> None:
+    buf = FrameBuffer(capacity=2)
+    writer = asyncio.create_task(buf.write(b"".join(frame(i + 1) for i in range(5))))
+    await asyncio.sleep(0.05)
+    assert not writer.done()
+    assert len(buf) == 2
+    got: list[bytes] = []
+
+    def player_thread() -> None:
+        for _ in range(5):
+            while True:
+                f = buf.read_frame()
+                if f != SILENCE:
+                    got.append(f)
+                    break
+                threading.Event().wait(0.001)
+
+    thread = threading.Thread(target=player_thread)
+    thread.start()
+    await asyncio.wait_for(writer, 5)
+    await asyncio.to_thread(thread.join, 5)
+    assert got == [frame(i + 1) for i in range(5)]
+
+
+async def test_async_frames_iterates_until_finished() -> None:
+    buf = FrameBuffer(capacity=3)
+
+    async def produce() -> None:
+        for i in range(10):
+            await buf.write(frame(i))
+            await asyncio.sleep(0)
+        buf.finish()
+
+    task = asyncio.create_task(produce())
+    got = [f async for f in buf.frames()]
+    await task
+    assert got == [frame(i) for i in range(10)]
+
+
+async def test_first_frame_callback_runs_on_the_loop() -> None:
+    buf = FrameBuffer()
+    called = asyncio.Event()
+    buf.on_first_frame = called.set
+    await buf.write(frame(1))
+    await asyncio.wait_for(called.wait(), 1)
+    assert buf.first_frame_at is not None
+
+
+def test_buffer_source_is_pcm_and_cleanup_aborts() -> None:
+    buf = FrameBuffer()
+    source = BufferSource(buf)
+    assert not source.is_opus()
+    source.cleanup()
+    assert source.read() == b""
+
+
+@given(st.lists(st.binary(max_size=50), max_size=20))
+def test_mono_to_stereo_keeps_sample_alignment_across_any_chunking(chunks: list[bytes]) -> None:
+    data = b"".join(chunks)
+    data = data[: len(data) - len(data) % 2]
+    converter = MonoToStereo()
+    out = b""
+    consumed = 0
+    for chunk in chunks:
+        take = chunk[: max(0, len(data) - consumed)]
+        consumed += len(take)
+        out += converter.convert(take)
+    mono = array.array("h", data)
+    stereo = array.array("h", out)
+    assert list(stereo[0::2]) == list(mono)
+    assert list(stereo[1::2]) == list(mono)
+
+
+def test_mono_to_stereo_holds_an_odd_byte_until_its_pair_arrives() -> None:
+    converter = MonoToStereo()
+    assert converter.convert(b"\x01") == b""
+    assert converter.pending == 1
+    assert converter.convert(b"\x02") == b"\x01\x02\x01\x02"
+
+
+def test_capacity_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        FrameBuffer(capacity=0)
