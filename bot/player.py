@@ -433,8 +433,13 @@ class GuildPlayer:
 
     def _after(self, error: Exception | None) -> None:
         """discord.py's `after`, on the player thread: hand back to the loop."""
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the bot is gone
-            asyncio.run_coroutine_threadsafe(self._playback_ended(error), self._loop)
+        if self._loop.is_closed():
+            return  # the bot is gone
+        coro = self._playback_ended(error)
+        try:
+            asyncio.run_coroutine_threadsafe(coro, self._loop)
+        except RuntimeError:  # the loop closed in between
+            coro.close()
 
     async def _playback_ended(self, error: Exception | None) -> None:
         self._source = None

@@ -1,0 +1,181 @@
+"""The Discord bot: lifecycle in one place.
+
+`setup_hook` builds everything that needs the event loop (the HTTP session, the
+ElevenLabs client, the voice service, the catalogue) and loads every cog;
+`close()` stops every player, leaves voice and closes the session. Nothing is
+built at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import pkgutil
+from typing import Any
+
+import aiohttp
+import discord
+from discord.ext import commands
+from pydantic import SecretStr
+
+import cogs
+from bot.config import ConfigError, Settings
+from bot.elevenlabs.client import ElevenLabsClient
+from bot.player import EncoderSettings
+from bot.speech import Synthesizer
+from bot.tree import BotTree
+from bot.tts import DefaultVoices, SpeechService
+from bot.voice import VoiceService
+from bot.voices.catalog import VoiceCatalog
+
+log = logging.getLogger(__name__)
+
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    embed_links=True,
+    add_reactions=True,
+    read_message_history=True,
+    connect=True,
+    speak=True,
+)
+INVITE_SCOPES = ("bot", "applications.commands")
+
+
+def build_intents(settings: Settings) -> discord.Intents:
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.voice_states = True
+    intents.guild_messages = True
+    intents.guild_reactions = True
+    intents.message_content = settings.read_messages
+    return intents
+
+
+def invite_url(application_id: int) -> str:
+    return discord.utils.oauth_url(
+        application_id, permissions=INVITE_PERMISSIONS, scopes=INVITE_SCOPES
+    )
+
+
+def cog_modules() -> list[str]:
+    """Every module of the `cogs` package, each an extension with `setup(bot)`."""
+    return sorted(
+        f"{cogs.__name__}.{info.name}"
+        for info in pkgutil.iter_modules(cogs.__path__)
+        if not info.name.startswith("_")
+    )
+
+
+def apply_discord_api_base(base: str) -> None:
+    """Point discord.py's REST calls at `base` (a rate-limit proxy, or a test fake)."""
+    discord.http.Route.BASE = base.rstrip("/")
+
+
+class TTSBot(commands.AutoShardedBot):
+    """The ElevenLabs text-to-speech bot."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        voice_client_cls: type[discord.VoiceClient] = discord.VoiceClient,
+        start_services: bool = True,
+        **options: Any,
+    ) -> None:
+        if settings.shard_ids is not None and settings.shard_count is None:
+            raise ConfigError("SHARD_IDS needs SHARD_COUNT: set both, or neither")
+        apply_discord_api_base(settings.discord_api_base)
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=build_intents(settings),
+            tree_cls=BotTree,
+            allowed_mentions=discord.AllowedMentions.none(),
+            shard_count=settings.shard_count,
+            shard_ids=settings.shard_ids,
+            chunk_guilds_at_startup=False,
+            member_cache_flags=discord.MemberCacheFlags.from_intents(build_intents(settings)),
+            **options,
+        )
+        self.settings = settings
+        self.voice_client_cls = voice_client_cls
+        # False for `python -m bot sync`: the commands are needed, not ElevenLabs.
+        self.start_services = start_services
+        self.http_session: aiohttp.ClientSession | None = None
+        self.elevenlabs: ElevenLabsClient
+        self.synthesizer: Synthesizer
+        self.voices: VoiceService
+        self.catalog: VoiceCatalog
+        self.speech: SpeechService
+
+    async def setup_hook(self) -> None:
+        settings = self.settings
+        self.http_session = aiohttp.ClientSession()
+        if self.start_services:
+            self.elevenlabs = ElevenLabsClient.from_settings(settings, self.http_session)
+        else:
+            self.elevenlabs = ElevenLabsClient(
+                self.http_session, SecretStr(""), base_url=settings.elevenlabs_base_url
+            )
+        self.synthesizer = Synthesizer(
+            self.elevenlabs, ffmpeg_path=settings.ffmpeg_path, max_bytes=settings.max_audio_bytes
+        )
+        self.voices = VoiceService(
+            voice_client_cls=self.voice_client_cls,
+            queue_limit=settings.queue_limit,
+            encoder=EncoderSettings(
+                application=settings.opus_application,
+                bitrate=settings.opus_bitrate_kbps,
+                signal_type=settings.opus_signal_type,
+            ),
+            idle_timeout=settings.idle_disconnect_seconds,
+        )
+        client = self.elevenlabs
+        self.catalog = VoiceCatalog(lambda: client.iter_voices(), tier=self._subscription_tier)
+        if self.start_services:
+            self.catalog.start()
+        self.speech = SpeechService(
+            synthesizer=self.synthesizer,
+            voices=self.voices,
+            resolver=DefaultVoices(
+                default_voice=settings.elevenlabs_default_voice,
+                model_id=settings.elevenlabs_model,
+                catalog=self.catalog,
+            ),
+            output_format=settings.elevenlabs_output_format,
+            max_text_chars=settings.max_text_chars,
+        )
+        for module in cog_modules():
+            await self.load_extension(module)
+        log.info("loaded %d cogs", len(self.cogs))
+
+    async def sync_commands(self, guild: discord.abc.Snowflake | None = None) -> list[Any]:
+        """Sync the tree: global commands, or one guild's (its own plus the global ones).
+
+        The developer server also gets the owner-only commands registered there.
+        """
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        synced = await self.tree.sync(guild=guild)
+        dev = self.settings.dev_guild_id
+        if guild is None and dev is not None:
+            await self.tree.sync(guild=discord.Object(dev))
+        return synced
+
+    async def _subscription_tier(self) -> str | None:
+        return (await self.elevenlabs.subscription()).tier
+
+    async def on_ready(self) -> None:
+        log.info("ready as %s in %d guilds", self.user, len(self.guilds))
+
+    async def close(self) -> None:
+        log.info("shutting down")
+        voices = getattr(self, "voices", None)
+        if voices is not None:
+            await voices.aclose()
+        catalog = getattr(self, "catalog", None)
+        if catalog is not None:
+            await catalog.aclose()
+        await super().close()
+        if self.http_session is not None:
+            await self.http_session.close()

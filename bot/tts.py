@@ -1,0 +1,251 @@
+"""Speaking for someone: from (member, text, voice) to an item on the guild's player.
+
+Every utterance goes through `SpeechService.speak`, whether it comes from
+`/speak` or from a message read aloud: text checks, voice and settings
+resolution, quota reservation, and the queue. The cogs only render its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import discord
+
+from bot.audio.frames import FrameBuffer
+from bot.elevenlabs.models import VoiceSettings
+from bot.errors import BotError
+from bot.player import GuildPlayer, ItemResult, SpeechItem
+from bot.speech import SpeechRequest, Synthesizer
+from bot.text import MentionNames, clean_text
+from bot.voice import VoiceService
+
+log = logging.getLogger(__name__)
+
+
+class EmptyTextError(BotError):
+    def __init__(self) -> None:
+        super().__init__("There is nothing to say: the text is empty once cleaned up.")
+
+
+class TextTooLongError(BotError):
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(
+            f"That text is {length:,} characters long; I speak at most {limit:,} at a time."
+        )
+        self.length = length
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class VoiceChoice:
+    """The voice and settings one utterance is spoken with, and how it was chosen."""
+
+    voice_id: str
+    model_id: str | None
+    settings: VoiceSettings
+    voice_name: str = ""
+    notice: str | None = None  # e.g. "your voice no longer exists; used the server's"
+
+
+class VoiceResolver(Protocol):
+    async def resolve(self, guild_id: int, user_id: int, requested: str | None) -> VoiceChoice: ...
+
+
+class Charge(Protocol):
+    """A quota reservation wrapped around one synthesis (see bot.quota)."""
+
+    def headers_received(self, character_cost: int | None, *, request_id: str | None) -> None: ...
+
+    async def finish(self, outcome: Any = None) -> bool: ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc: object) -> Any: ...
+
+
+ChargeFactory = Callable[[int, int, str, VoiceChoice], Awaitable[Charge | None]]
+
+
+@dataclass(frozen=True)
+class Queued:
+    item: SpeechItem
+    ahead: int
+    choice: VoiceChoice
+
+    async def result(self) -> ItemResult:
+        return await self.item.wait()
+
+
+class DefaultVoices:
+    """The resolver before per-user settings exist: the requested voice, else the default."""
+
+    def __init__(self, *, default_voice: str, model_id: str, catalog: Any = None) -> None:
+        self.default_voice = default_voice
+        self.model_id = model_id
+        self.catalog = catalog
+
+    async def resolve(self, guild_id: int, user_id: int, requested: str | None) -> VoiceChoice:
+        voice_id, name = self.default_voice, ""
+        if requested:
+            voice_id, name = requested, ""
+            if self.catalog is not None and self.catalog.loaded:
+                voice = self.catalog.require_usable(self.catalog.resolve(requested))
+                voice_id, name = voice.voice_id, voice.name
+        return VoiceChoice(voice_id, self.model_id, VoiceSettings(), voice_name=name)
+
+
+class GuildNames(Mapping[int, str]):
+    """A lazy id -> name view of a guild, for turning mentions into names."""
+
+    def __init__(self, lookup: Callable[[int], Any], attr: str = "name") -> None:
+        self._lookup = lookup
+        self._attr = attr
+
+    def __getitem__(self, key: int) -> str:
+        found = self._lookup(key)
+        if found is None:
+            raise KeyError(key)
+        return str(getattr(found, self._attr))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def mention_names(guild: discord.Guild) -> MentionNames:
+    return MentionNames(
+        users=GuildNames(guild.get_member, "display_name"),
+        roles=GuildNames(guild.get_role),
+        channels=GuildNames(guild.get_channel_or_thread),
+    )
+
+
+class SpeechService:
+    def __init__(
+        self,
+        *,
+        synthesizer: Synthesizer,
+        voices: VoiceService,
+        resolver: VoiceResolver,
+        output_format: str,
+        max_text_chars: int = 500,
+        charge: ChargeFactory | None = None,
+    ) -> None:
+        self.synthesizer = synthesizer
+        self.voices = voices
+        self.resolver = resolver
+        self.output_format = output_format
+        self.max_text_chars = max_text_chars
+        self.charge = charge
+        self._followups: set[asyncio.Task[Any]] = set()
+
+    def prepare_text(self, text: str, guild: discord.Guild) -> str:
+        """Mentions read as names, pings and markup gone; refused when empty or too long."""
+        if len(text) > self.max_text_chars:
+            raise TextTooLongError(len(text), self.max_text_chars)
+        cleaned = clean_text(text, names=mention_names(guild))
+        if not cleaned.strip():
+            raise EmptyTextError()
+        return cleaned
+
+    async def speak(
+        self,
+        member: discord.Member,
+        text: str,
+        *,
+        voice: str | None = None,
+        origin: str = "speak",
+        message_id: int | None = None,
+        player: GuildPlayer | None = None,
+        clean: bool = True,
+    ) -> Queued:
+        """Queue `text` in `member`'s voice channel, joining it if needed."""
+        guild = member.guild
+        spoken = self.prepare_text(text, guild) if clean else text
+        if player is None:
+            player = await self.voices.player_for_speech(member)
+        choice = await self.resolver.resolve(guild.id, member.id, voice)
+        request = SpeechRequest(
+            text=spoken,
+            voice_id=choice.voice_id,
+            model_id=choice.model_id,
+            settings=choice.settings,
+            output_format=self.output_format,
+        )
+        charge = await self.charge(guild.id, member.id, spoken, choice) if self.charge else None
+        item = SpeechItem(
+            make_job=self._job_factory(request, charge, label=f"g{guild.id}"),
+            requester_id=member.id,
+            origin=origin,
+            text=spoken,
+            voice_name=choice.voice_name,
+            message_id=message_id,
+        )
+        try:
+            ahead = player.enqueue(item)
+        except BaseException:
+            if charge is not None:
+                await charge.finish()
+            raise
+        if charge is not None:
+            self._watch(item, charge)
+        self.voices.touch(guild.id)
+        log.info(
+            "guild %s: queued item %s from %s (%s, %d chars, voice %s), %d ahead",
+            guild.id,
+            item.id,
+            member.id,
+            origin,
+            len(spoken),
+            choice.voice_id,
+            ahead,
+        )
+        return Queued(item=item, ahead=ahead, choice=choice)
+
+    def _job_factory(
+        self, request: SpeechRequest, charge: Charge | None, *, label: str
+    ) -> Callable[[FrameBuffer], Any]:
+        synthesizer = self.synthesizer
+
+        def make(frames: FrameBuffer) -> Any:
+            def on_headers(stream: Any) -> None:
+                if charge is not None:
+                    charge.headers_received(stream.character_cost, request_id=stream.request_id)
+
+            job = synthesizer.job(request, frames=frames, on_headers=on_headers, label=label)
+            return job if charge is None else ChargedJob(job, charge)
+
+        return make
+
+    def _watch(self, item: SpeechItem, charge: Charge) -> None:
+        """An item dropped before its job ran still holds a reservation: release it."""
+
+        async def finish_when_done() -> None:
+            await item.wait()
+            await charge.finish()  # no-op when the job already settled or released it
+
+        task = asyncio.get_running_loop().create_task(finish_when_done())
+        self._followups.add(task)
+        task.add_done_callback(self._followups.discard)
+
+
+class ChargedJob:
+    """A decode job inside its quota charge: settled or released by the charging rule."""
+
+    def __init__(self, job: Any, charge: Charge) -> None:
+        self.job = job
+        self.charge = charge
+        self.frames = job.frames
+
+    async def run(self) -> None:
+        async with self.charge:
+            await self.job.run()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.job, name)
