@@ -16,3 +16,13 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+# Erasure conventions, read by the repositories so that a table added later (the quota
+# tables, say) is covered without touching them. Put them in the table's `info`:
+#   info={ERASE_USER: "user_id"}   -> `/voice forget` deletes the rows where that column is
+#                                     the user (ERASE_USER_MODE: "null" sets it to NULL
+#                                     instead, for rows whose totals must survive).
+#   info={ERASE_GUILD: "guild_id"} -> purging a departed guild deletes its rows.
+ERASE_USER = "erase_user"
+ERASE_USER_MODE = "erase_user_mode"
+ERASE_GUILD = "erase_guild"
