@@ -21,9 +21,11 @@ import cogs
 from bot.config import ConfigError, Settings
 from bot.elevenlabs.client import ElevenLabsClient
 from bot.player import EncoderSettings
+from bot.preferences import PreferenceService
 from bot.speech import Synthesizer
+from bot.storage.store import Storage
 from bot.tree import BotTree
-from bot.tts import DefaultVoices, SpeechService
+from bot.tts import SpeechService
 from bot.voice import VoiceService
 from bot.voices.catalog import VoiceCatalog
 
@@ -107,6 +109,8 @@ class TTSBot(commands.AutoShardedBot):
         self.voices: VoiceService
         self.catalog: VoiceCatalog
         self.speech: SpeechService
+        self.storage: Storage | None = None
+        self.preferences: PreferenceService
 
     async def setup_hook(self) -> None:
         settings = self.settings
@@ -134,14 +138,18 @@ class TTSBot(commands.AutoShardedBot):
         self.catalog = VoiceCatalog(lambda: client.iter_voices(), tier=self._subscription_tier)
         if self.start_services:
             self.catalog.start()
+        self.storage = await Storage.open(settings.database_url)
+        self.preferences = PreferenceService(
+            self.storage,
+            self.catalog,
+            self.elevenlabs,
+            default_voice_id=settings.elevenlabs_default_voice,
+            default_model_id=settings.elevenlabs_model,
+        )
         self.speech = SpeechService(
             synthesizer=self.synthesizer,
             voices=self.voices,
-            resolver=DefaultVoices(
-                default_voice=settings.elevenlabs_default_voice,
-                model_id=settings.elevenlabs_model,
-                catalog=self.catalog,
-            ),
+            resolver=self.preferences,
             output_format=settings.elevenlabs_output_format,
             max_text_chars=settings.max_text_chars,
         )
@@ -177,5 +185,7 @@ class TTSBot(commands.AutoShardedBot):
         if catalog is not None:
             await catalog.aclose()
         await super().close()
+        if self.storage is not None:
+            await self.storage.close()
         if self.http_session is not None:
             await self.http_session.close()
