@@ -152,6 +152,7 @@ class TTSBot(commands.AutoShardedBot):
             resolver=self.preferences,
             output_format=settings.elevenlabs_output_format,
             max_text_chars=settings.max_text_chars,
+            http_session=self.http_session,
         )
         for module in cog_modules():
             await self.load_extension(module)

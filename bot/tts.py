@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
 import discord
 
 from bot.audio.frames import FrameBuffer
@@ -136,7 +137,9 @@ class SpeechService:
         output_format: str,
         max_text_chars: int = 500,
         charge: ChargeFactory | None = None,
+        http_session: aiohttp.ClientSession | None = None,
     ) -> None:
+        self.http_session = http_session
         self.synthesizer = synthesizer
         self.voices = voices
         self.resolver = resolver
@@ -205,6 +208,26 @@ class SpeechService:
             len(spoken),
             choice.voice_id,
             ahead,
+        )
+        return Queued(item=item, ahead=ahead, choice=choice)
+
+    async def preview(self, member: discord.Member, url: str, *, voice_name: str = "") -> Queued:
+        """Play a voice's preview file in `member`'s channel: queued like speech, not charged."""
+        session = self.http_session
+        if session is None:
+            raise BotError("Voice previews are not available right now.")
+        player = await self.voices.player_for_speech(member)
+        item = SpeechItem(
+            make_job=lambda frames: self.synthesizer.url_job(session, url, frames=frames),
+            requester_id=member.id,
+            origin="preview",
+            text=f"preview of {voice_name}" if voice_name else "voice preview",
+            voice_name=voice_name,
+        )
+        ahead = player.enqueue(item)
+        self.voices.touch(member.guild.id)
+        choice = VoiceChoice(
+            voice_id="", model_id=None, settings=VoiceSettings(), voice_name=voice_name
         )
         return Queued(item=item, ahead=ahead, choice=choice)
 
