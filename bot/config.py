@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import BotError
@@ -103,6 +103,24 @@ class Settings(BaseSettings):
     def _parse_id_list(cls, value: object) -> object:
         return _split_ids(value)
 
+    @field_validator("shard_ids")
+    @classmethod
+    def _no_empty_shard_list(cls, value: list[int] | None) -> list[int] | None:
+        # SHARD_IDS= (empty) means "all shards", as if unset; an empty list would mean none.
+        if value is not None and any(shard < 0 for shard in value):
+            raise ValueError("shard ids cannot be negative")
+        return value or None
+
+    @model_validator(mode="after")
+    def _shards_fit_the_count(self) -> Settings:
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError("SHARD_IDS needs SHARD_COUNT (the total number of shards)")
+        if max(self.shard_ids) >= self.shard_count:
+            raise ValueError(f"SHARD_IDS must be below SHARD_COUNT ({self.shard_count})")
+        return self
+
     @field_validator("elevenlabs_base_url", "discord_api_base")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -146,9 +164,10 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_input=False, include_url=False):
         name = str(error["loc"][0]).upper() if error["loc"] else "settings"
-        message = error["msg"]
+        message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "literal_error":
             expected = error.get("ctx", {}).get("expected", "")
             message = f"must be one of {expected}" if expected else message
-        lines.append(f"{name}: {message}")
+        # Errors across fields (no location) already name the variables they are about.
+        lines.append(f"{name}: {message}" if error["loc"] else message)
     return "; ".join(lines)

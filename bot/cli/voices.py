@@ -1,4 +1,12 @@
-"""`python -m bot voices`: find voices of the account from a terminal."""
+"""`python -m bot voices`: find voices of the account from a terminal.
+
+The filters are the catalogue's (`SearchFilters`, the same test `/voices search`
+applies): case, spaces, `-` and `_` do not matter, so `--accent "south african"`
+finds voices labelled "South-African". Unlike the bot, a one-shot command does
+not load every voice first: it walks the pages GET /v2/voices returns (narrowed
+there by the query, category and voice type, which the API supports) and stops
+at `--limit`, so the first 20 of thousands cost one request.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ import sys
 from bot.cli.common import cli_settings, elevenlabs_client
 from bot.elevenlabs.client import MAX_PAGE_SIZE
 from bot.elevenlabs.models import Voice
+from bot.voices.filters import SearchFilters
 
 # The values GET /v2/voices accepts; checked here so a typo is a usage error, not a 422.
 CATEGORIES = ("premade", "cloned", "generated", "professional")
@@ -30,17 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _matches(voice: Voice, args: argparse.Namespace) -> bool:
-    for key in ("gender", "accent"):
-        wanted = getattr(args, key)
-        if wanted and (voice.label(key) or "").casefold() != wanted.casefold():
-            return False
-    return True
-
-
 async def run(args: argparse.Namespace) -> int:
     settings = cli_settings(verbose=args.verbose)
     found: list[Voice] = []
+    filters = SearchFilters(category=args.category, gender=args.gender, accent=args.accent)
     # Without label filters every voice counts, so one page of --limit is enough to start.
     filtering = bool(args.gender or args.accent)
     page_size = MAX_PAGE_SIZE if filtering else min(args.limit, MAX_PAGE_SIZE)
@@ -48,7 +50,7 @@ async def run(args: argparse.Namespace) -> int:
         async for voice in client.iter_voices(
             args.query, page_size=page_size, category=args.category, voice_type=args.voice_type
         ):
-            if _matches(voice, args):
+            if filters.matches(voice):
                 found.append(voice)
                 if len(found) >= args.limit:
                     break

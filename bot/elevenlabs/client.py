@@ -20,16 +20,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.elevenlabs.errors import (
     ConnectionFailedError,
     ElevenLabsError,
-    RateLimitedError,
+    RequestValidationError,
     StreamInterruptedError,
     UnexpectedResponseError,
     error_from_response,
@@ -40,6 +40,18 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
 MAX_PAGE_SIZE = 100
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], payload: Any, what: str) -> M:
+    """A response model, or UnexpectedResponseError: a changed API must not become a traceback."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise UnexpectedResponseError(
+            detail=f"{what}: {exc.error_count()} field(s) did not match {model.__name__}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,8 @@ class RetryPolicy:
     max_delay: float = 4.0
 
     def delay(self, attempt: int, retry_after: float | None, rng: Callable[[], float]) -> float:
-        """Full-jitter exponential backoff, never shorter than the server's Retry-After."""
+        """Exponential backoff with jitter (half to all of the step), never shorter than
+        the server's Retry-After: waiting less would only earn another 429."""
         ceiling = min(self.max_delay, self.base_delay * (2**attempt))
         jittered = ceiling * (0.5 + rng() / 2)
         return max(jittered, retry_after or 0.0)
@@ -172,7 +185,7 @@ class ElevenLabsClient:
             "include_total_count": include_total_count,
             "voice_ids": voice_ids,
         }
-        return VoicesPage.model_validate(await self._get_json("/v2/voices", params))
+        return _parse(VoicesPage, await self._get_json("/v2/voices", params), "GET /v2/voices")
 
     async def iter_voices(
         self, search: str | None = None, *, page_size: int = MAX_PAGE_SIZE, **filters: Any
@@ -193,23 +206,26 @@ class ElevenLabsClient:
             seen_tokens.add(token)
 
     async def get_voice(self, voice_id: str) -> Voice:
-        return Voice.model_validate(await self._get_json(f"/v1/voices/{_segment(voice_id)}"))
+        path = f"/v1/voices/{_segment(voice_id)}"
+        return _parse(Voice, await self._get_json(path), f"GET {path}")
 
     async def default_voice_settings(self) -> VoiceSettings:
-        return VoiceSettings.model_validate(await self._get_json("/v1/voices/settings/default"))
+        path = "/v1/voices/settings/default"
+        return _parse(VoiceSettings, await self._get_json(path), f"GET {path}")
 
     async def voice_settings(self, voice_id: str) -> VoiceSettings:
         path = f"/v1/voices/{_segment(voice_id)}/settings"
-        return VoiceSettings.model_validate(await self._get_json(path))
+        return _parse(VoiceSettings, await self._get_json(path), f"GET {path}")
 
     async def models(self) -> list[TTSModel]:
         payload = await self._get_json("/v1/models")
         if not isinstance(payload, list):
             raise UnexpectedResponseError(detail="GET /v1/models did not return a list")
-        return [TTSModel.model_validate(item) for item in payload]
+        return [_parse(TTSModel, item, "GET /v1/models") for item in payload]
 
     async def subscription(self) -> Subscription:
-        return Subscription.model_validate(await self._get_json("/v1/user/subscription"))
+        path = "/v1/user/subscription"
+        return _parse(Subscription, await self._get_json(path), f"GET {path}")
 
     # ------------------------------------------------------------------ speech
 
@@ -266,19 +282,28 @@ class ElevenLabsClient:
                 error = exc
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = ConnectionFailedError(detail=f"{type(exc).__name__}: {exc}")
+            if isinstance(error, RequestValidationError):
+                # Our bug, not the user's: say where the request was wrong.
+                log.error(
+                    "%s rejected as malformed (request_id=%s) at %s: %s",
+                    what,
+                    error.request_id,
+                    ", ".join(error.locations) or "?",
+                    error.detail,
+                )
             if not error.retryable or tries >= self.retry.max_retries:
                 raise error
-            retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
-            delay = self.retry.delay(tries, retry_after, self._rng)
+            delay = self.retry.delay(tries, error.retry_after, self._rng)
             if time.monotonic() - started + delay > self.retry.budget:
                 raise error
             tries += 1
             log.info(
-                "%s failed (%s, status=%s, code=%s); retry %d in %.2fs",
+                "%s failed (%s, status=%s, code=%s, request_id=%s); retry %d in %.2fs",
                 what,
                 type(error).__name__,
                 error.status,
                 error.code,
+                error.request_id,
                 tries,
                 delay,
             )
@@ -346,6 +371,8 @@ class SpeechStream:
 
     async def open(self) -> None:
         """Send the request; return when the first audio byte has arrived."""
+        if self.attempts or self._holding_slot:
+            raise RuntimeError("a SpeechStream can be opened only once")
         await self._client._slots.acquire()
         self._holding_slot = True
         self._client._in_flight += 1
@@ -420,25 +447,29 @@ class SpeechStream:
         if self._response is None and self._first_chunk is None:
             raise RuntimeError("enter the SpeechStream before iterating it")
         first, self._first_chunk = self._first_chunk, None
-        if first:
-            yield first
-        response = self._response
-        if response is None:
-            return
         try:
+            if first:
+                yield first
+            response = self._response
+            if response is None:
+                return
             while True:
-                chunk = await response.content.readany()
+                try:
+                    chunk = await response.content.readany()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise StreamInterruptedError(
+                        request_id=self.request_id, detail=f"{type(exc).__name__}: {exc}"
+                    ) from None
                 if not chunk:
                     break
                 self.bytes_received += len(chunk)
                 yield chunk
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise StreamInterruptedError(
-                request_id=self.request_id, detail=f"{type(exc).__name__}: {exc}"
-            ) from None
-        self.finished_at = time.perf_counter()
-        self._finished = True
-        await self.aclose()
+            self.finished_at = time.perf_counter()
+            self._finished = True
+        finally:
+            # Complete, broken, cancelled or abandoned: the slot goes back either way, even
+            # if the caller keeps the stream object (or never leaves its `async with`).
+            await self.aclose()
 
     @property
     def complete(self) -> bool:

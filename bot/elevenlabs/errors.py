@@ -9,6 +9,8 @@ and picks the class by `code`/`status` first, then by the HTTP status.
 from __future__ import annotations
 
 import json
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 from bot.errors import BotError
@@ -28,6 +30,7 @@ class ElevenLabsError(BotError):
         code: str | None = None,
         request_id: str | None = None,
         detail: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message or self.default_message)
         self.status = status
@@ -35,6 +38,8 @@ class ElevenLabsError(BotError):
         self.request_id = request_id
         # What ElevenLabs said, for the logs; never shown as-is to users.
         self.detail = detail
+        # Seconds the service asked us to wait (Retry-After), on a 429 or a 503 alike.
+        self.retry_after = retry_after
 
     def __repr__(self) -> str:
         return (
@@ -88,10 +93,6 @@ class RequestValidationError(ElevenLabsError):
 class RateLimitedError(ElevenLabsError):
     default_message = "ElevenLabs is busy right now; try again in a moment."
     retryable = True
-
-    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.retry_after = retry_after
 
 
 class ServerError(ElevenLabsError):
@@ -147,13 +148,20 @@ def _by_status(status: int) -> type[ElevenLabsError]:
     return BadRequestError
 
 
-def parse_retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Retry-After as seconds to wait: delta-seconds or an HTTP date (RFC 9110, 10.2.3)."""
     if not value:
         return None
     try:
         seconds = float(value)
     except ValueError:
-        return None
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # not a valid HTTP date, which is always GMT
+            return None
+        seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
     return seconds if seconds >= 0 else None
 
 
@@ -198,9 +206,8 @@ def error_from_response(
         "code": code,
         "request_id": request_id,
         "detail": detail_message,
+        "retry_after": parse_retry_after(retry_after),
     }
-    if cls is RateLimitedError:
-        return RateLimitedError(retry_after=parse_retry_after(retry_after), **kwargs)
     if cls is RequestValidationError:
         return RequestValidationError(locations=locations, **kwargs)
     return cls(**kwargs)

@@ -7,7 +7,16 @@ examples themselves leave fields out.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 STABILITY_RANGE = (0.0, 1.0)
 SIMILARITY_RANGE = (0.0, 1.0)
@@ -45,6 +54,16 @@ class Voice(_Model):
     settings: VoiceSettings | None = None
     is_owner: bool | None = None
     created_at_unix: int | None = None
+
+    @field_validator("settings", mode="wrap")
+    @classmethod
+    def _settings_or_unknown(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Settings we could not send back (the documented example has stability 123) are
+        treated as unknown, rather than making the whole voice, or page, unreadable."""
+        try:
+            return handler(value)
+        except ValidationError:
+            return None
 
     def label(self, key: str) -> str | None:
         value = self.labels.get(key)
