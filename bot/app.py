@@ -135,7 +135,11 @@ class TTSBot(commands.AutoShardedBot):
             idle_timeout=settings.idle_disconnect_seconds,
         )
         client = self.elevenlabs
-        self.catalog = VoiceCatalog(lambda: client.iter_voices(), tier=self._subscription_tier)
+        self.catalog = VoiceCatalog(
+            lambda: client.iter_voices(),
+            tier=self._subscription_tier,
+            refresh_interval=settings.catalog_refresh_seconds,
+        )
         if self.start_services:
             self.catalog.start()
         self.storage = await Storage.open(settings.database_url)

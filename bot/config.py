@@ -95,6 +95,15 @@ class Settings(BaseSettings):
 
     # Storage
     database_url: str = "sqlite+aiosqlite:///data/bot.sqlite3"
+    guild_data_grace_days: int = Field(default=30, ge=0, le=3650)
+
+    # Voices
+    catalog_refresh_seconds: float = Field(default=600.0, ge=30)
+
+    # Quota (amounts in ElevenLabs credits)
+    quota_default_allowance: int = Field(default=20_000, ge=0)
+    quota_reservation_ttl_seconds: float = Field(default=600.0, ge=30)
+    quota_ledger_retention_days: int = Field(default=400, ge=1)
 
     log_level: LogLevel = "INFO"
 

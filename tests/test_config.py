@@ -76,6 +76,11 @@ EVERY_VARIABLE: dict[str, tuple[str, object]] = {
     "OPUS_SIGNAL_TYPE": ("music", "music"),
     "OPUS_APPLICATION": ("voip", "voip"),
     "DATABASE_URL": ("sqlite+aiosqlite:///tmp/x.db", "sqlite+aiosqlite:///tmp/x.db"),
+    "GUILD_DATA_GRACE_DAYS": ("7", 7),
+    "CATALOG_REFRESH_SECONDS": ("120", 120.0),
+    "QUOTA_DEFAULT_ALLOWANCE": ("0", 0),
+    "QUOTA_RESERVATION_TTL_SECONDS": ("300", 300.0),
+    "QUOTA_LEDGER_RETENTION_DAYS": ("30", 30),
     "LOG_LEVEL": ("debug", "DEBUG"),
 }
 
