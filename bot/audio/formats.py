@@ -36,18 +36,17 @@ class InputFormat:
     def ffmpeg_input_args(self) -> list[str]:
         """Input options that let ffmpeg start decoding from the first bytes.
 
-        Without `-probesize 32` ffmpeg holds about 2 s of streamed mp3 before its
-        first output; raw formats need their layout stated since they have no header.
+        Without `-probesize 32 -analyzeduration 0` ffmpeg holds about 2 s of streamed mp3
+        before its first output, and raw PCM or μ-law (whose layout is stated, having no
+        header) until 5 s of it have arrived or the input ends: every format needs them.
         """
+        fast = ["-probesize", "32", "-analyzeduration", "0"]
         if self.codec == "mp3":
-            return ["-f", "mp3", "-probesize", "32", "-analyzeduration", "0"]
-        if self.codec == "pcm":
-            return ["-f", "s16le", "-ar", str(self.sample_rate), "-ac", "1"]
-        if self.codec == "ulaw":
-            return ["-f", "mulaw", "-ar", str(self.sample_rate), "-ac", "1"]
-        if self.codec == "alaw":
-            return ["-f", "alaw", "-ar", str(self.sample_rate), "-ac", "1"]
-        return ["-f", "ogg", "-probesize", "32", "-analyzeduration", "0"]
+            return ["-f", "mp3", *fast]
+        if self.codec == "opus":
+            return ["-f", "ogg", *fast]
+        demuxer = {"pcm": "s16le", "ulaw": "mulaw", "alaw": "alaw"}[self.codec]
+        return ["-f", demuxer, "-ar", str(self.sample_rate), "-ac", "1", *fast]
 
 
 def ffmpeg_command(ffmpeg_path: str, fmt: InputFormat) -> list[str]:
@@ -56,8 +55,8 @@ def ffmpeg_command(ffmpeg_path: str, fmt: InputFormat) -> list[str]:
         "-hide_banner",
         "-loglevel",
         "error",
-        "-fflags",
-        "nobuffer",
+        # No "-fflags nobuffer": with a piped mp3 it garbles the decode (the output stops
+        # correlating with the input); `-probesize 32` alone gives the low latency.
         *fmt.ffmpeg_input_args(),
         "-i",
         "pipe:0",

@@ -15,7 +15,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import discord
 
@@ -63,6 +63,8 @@ class FrameBuffer:
         self.frames_read = 0
         self.underruns = 0
         self.first_frame_at: float | None = None
+        # Called on the event loop (soon after) when the first frame is ready.
+        self.on_first_frame: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ writer side (event loop)
 
@@ -84,20 +86,41 @@ class FrameBuffer:
         if self._finished:
             return
         if self._partial and not self._aborted:
-            self._push(bytes(self._partial) + bytes(FRAME_BYTES - len(self._partial)))
+            # Pushed and marked finished under one lock: a reader that finds the deque empty
+            # must not then see `finished` and end playback before this last frame.
+            self._push(
+                bytes(self._partial) + bytes(FRAME_BYTES - len(self._partial)), finishing=True
+            )
             self._partial.clear()
-        self._finished = True
+        else:
+            with self._lock:
+                self._finished = True
         self._data.set()
 
     def abort(self) -> None:
         """Drop everything now: `read_frame()` returns b'' from here on."""
         self._aborted = True
-        self._finished = True
         with self._lock:
+            self._finished = True
             self._frames.clear()
         self._partial.clear()
-        self._data.set()
-        self._space.set()
+        # Often called from the player thread (`BufferSource.cleanup()`): asyncio events
+        # must be set on their loop, or the waiting writer is never woken.
+        self._notify(self._data)
+        self._notify(self._space)
+
+    def _notify(self, event: asyncio.Event) -> None:
+        loop = self._loop
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            event.set()
+            return
+        # RuntimeError: the loop is closed, so nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(event.set)
 
     async def _wait_for_space(self) -> None:
         while len(self._frames) >= self.capacity and not self._aborted:
@@ -108,11 +131,15 @@ class FrameBuffer:
                 break
             await self._space.wait()
 
-    def _push(self, frame: bytes) -> None:
+    def _push(self, frame: bytes, *, finishing: bool = False) -> None:
         with self._lock:
             self._frames.append(frame)
+            if finishing:
+                self._finished = True
         if self.first_frame_at is None:
             self.first_frame_at = time.perf_counter()
+            if self.on_first_frame is not None and self._loop is not None:
+                self._loop.call_soon(self.on_first_frame)
         self.frames_written += 1
         self._data.set()
 
@@ -135,12 +162,19 @@ class FrameBuffer:
     def __len__(self) -> int:
         return len(self._frames)
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes written but not yet a whole frame (`finish()` pads them into one)."""
+        return len(self._partial)
+
     def read_frame(self) -> bytes:
         """The next frame; `SILENCE` on underrun; b'' once finished and drained. Never blocks."""
         with self._lock:
             frame = self._frames.popleft() if self._frames else None
+            # Read under the lock: `finish()` appends its last frame and sets this together.
+            finished = self._finished
         if frame is None:
-            if self._finished:
+            if finished:
                 return b""
             self.underruns += 1
             return SILENCE
@@ -165,6 +199,8 @@ class FrameBuffer:
 
     async def frames(self) -> AsyncIterator[bytes]:
         """Every frame as soon as it is decoded, on the event loop."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         while True:
             frame = self.pop_ready()
             if frame is not None:

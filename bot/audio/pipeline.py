@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -147,18 +148,25 @@ class DecodeJob:
         self.timings = JobTimings(started_at=time.perf_counter())
         self.bytes_in = 0
         self._proc: asyncio.subprocess.Process | None = None
+        self._stderr_tail = ""
+        self._decoded = False
+        self._frames_before = 0
 
     async def run(self) -> None:
-        """Fetch and decode until the last frame is in the buffer; raise on failure."""
-        finished = False
+        """Fetch and decode until the last frame is in the buffer; raise on failure.
+
+        When the upstream breaks off mid-stream, what was received is still decoded and
+        the buffer is finished (that audio plays) before the error is raised; on any
+        other failure or on cancellation the buffer is aborted.
+        """
+        self._decoded = False
         try:
             await self._run()
-            finished = True
         except PlaybackAbortedError:
             log.debug("%s: frames dropped by the player; decoding stopped", self.label)
         finally:
             await self._cleanup()
-            if finished:
+            if self._decoded:
                 self.frames.finish()
             else:
                 self.frames.abort()
@@ -169,6 +177,9 @@ class DecodeJob:
         while True:
             self.output_format = fmt_name
             fmt = InputFormat.parse(fmt_name)
+            if fmt.needs_ffmpeg and shutil.which(self.ffmpeg_path) is None:
+                # Before the request: a missing decoder must not cost a billed synthesis.
+                raise FFmpegNotFoundError(self.ffmpeg_path)
             self.stream = self._open_stream(fmt_name)
             try:
                 # Spawn the decoder while the request is on its way.
@@ -181,7 +192,7 @@ class DecodeJob:
             if errors:
                 await self._cleanup()
                 error = next((e for e in errors if not isinstance(e, Exception)), errors[-1])
-                if isinstance(error, PlanRestrictionError) and self.policy is not None:
+                if _is_format_refusal(error) and self.policy is not None:
                     fallback = self.policy.refuse(fmt_name)
                     if fallback is not None and fallback != fmt_name:
                         fmt_name = fallback
@@ -200,40 +211,54 @@ class DecodeJob:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
-        except FileNotFoundError:
+        except (FileNotFoundError, PermissionError):
             raise FFmpegNotFoundError(self.ffmpeg_path) from None
 
     async def _pump(self, fmt: InputFormat) -> None:
         fifo = ByteFifo(self.max_bytes)
+        self._frames_before = self.frames.frames_written
         fetch = asyncio.create_task(self._fetch(fifo), name=f"fetch {self.label}")
-        if self._proc is None:
-            decode = asyncio.create_task(self._convert(fifo), name=f"convert {self.label}")
-            tasks = [fetch, decode]
+        proc = self._proc
+        if proc is None:
+            workers = [asyncio.create_task(self._convert(fifo), name=f"convert {self.label}")]
         else:
-            tasks = [
-                fetch,
+            workers = [
                 asyncio.create_task(self._feed(fifo), name=f"feed {self.label}"),
                 asyncio.create_task(self._drain(), name=f"drain {self.label}"),
                 asyncio.create_task(self._stderr(), name=f"stderr {self.label}"),
             ]
+        tasks = [fetch, *workers]
         try:
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        except BaseException:
+            # The decoder runs until the fifo is closed, which the fetch does even when it
+            # fails: so an upstream error still lets everything received be decoded. A
+            # decoder failure, on the other hand, stops everything at once (otherwise the
+            # feed could wait forever on a pipe nobody drains).
+            await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            for task in workers:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            if not fetch.done():
+                # ffmpeg ended before the body did (it broke the pipe): nothing more can be
+                # decoded, so stop downloading; its exit code says why.
+                fetch.cancel()
+            await asyncio.gather(fetch, return_exceptions=True)
+            code = await proc.wait() if proc is not None else 0
+        finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-        fetch_error = results[0]
-        if isinstance(fetch_error, BaseException):
-            # Whatever was decoded before the break stays in the buffer and plays.
+        fetch_error = None if fetch.cancelled() else fetch.exception()
+        if fetch_error is None and code != 0:
+            raise DecoderError(f"ffmpeg exited with {code}: {self._stderr_tail.strip()}")
+        produced = self.frames.frames_written > self._frames_before or bool(
+            self.frames.pending_bytes
+        )
+        if fetch_error is None and not produced and self.bytes_in:
+            raise DecoderError(f"no audio decoded from {self.bytes_in} bytes of {fmt.name}")
+        # From here the frames in the buffer are good and will play.
+        self._decoded = True
+        if fetch_error is not None:
             raise fetch_error
-        for result in results[1:]:
-            if isinstance(result, BaseException):
-                raise result
-        if self._proc is not None:
-            code = await self._proc.wait()
-            if code != 0:
-                raise DecoderError(f"ffmpeg exited with {code}: {self._stderr_tail}")
 
     async def _fetch(self, fifo: ByteFifo) -> None:
         assert self.stream is not None
@@ -243,8 +268,12 @@ class DecodeJob:
                 fifo.put(chunk)
             self.timings.body_done_at = time.perf_counter()
         finally:
-            fifo.close()
-            await self.stream.aclose()
+            # Stream first (the slot goes back at once), then the fifo: once the decoder
+            # sees the end of its input, this task has nothing left to do.
+            try:
+                await self.stream.aclose()
+            finally:
+                fifo.close()
 
     async def _feed(self, fifo: ByteFifo) -> None:
         assert self._proc is not None and self._proc.stdin is not None
@@ -263,13 +292,7 @@ class DecodeJob:
         assert self._proc is not None and self._proc.stdout is not None
         stdout = self._proc.stdout
         while data := await stdout.read(READ_SIZE):
-            if self.frames.aborted:
-                raise PlaybackAbortedError()
-            await self.frames.write(data)
-            if self.timings.first_frame_at is None and self.frames.first_frame_at is not None:
-                self.timings.first_frame_at = self.frames.first_frame_at
-
-    _stderr_tail = ""
+            await self._deliver(data)
 
     async def _stderr(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None
@@ -279,11 +302,17 @@ class DecodeJob:
     async def _convert(self, fifo: ByteFifo) -> None:
         converter = MonoToStereo()
         while chunk := await fifo.get():
-            if self.frames.aborted:
-                raise PlaybackAbortedError()
-            await self.frames.write(converter.convert(chunk))
-            if self.timings.first_frame_at is None and self.frames.first_frame_at is not None:
-                self.timings.first_frame_at = self.frames.first_frame_at
+            await self._deliver(converter.convert(chunk))
+
+    async def _deliver(self, pcm: bytes) -> None:
+        if self.frames.aborted:
+            raise PlaybackAbortedError()
+        await self.frames.write(pcm)
+        if self.timings.first_frame_at is None and self.frames.frames_written > self._frames_before:
+            # This job's own first frame (the buffer may have carried earlier items).
+            self.timings.first_frame_at = time.perf_counter()
+        if self.frames.aborted:
+            raise PlaybackAbortedError()
 
     async def _cleanup(self) -> None:
         """Close the stream and reap ffmpeg. Idempotent; safe under cancellation."""
@@ -315,6 +344,14 @@ async def _read_to_end(reader: asyncio.StreamReader | None) -> None:
         return
     while await reader.read(READ_SIZE):
         pass
+
+
+def _is_format_refusal(error: BaseException) -> bool:
+    """A 403 about the output format, not about the voice (that one no format can fix)."""
+    if not isinstance(error, PlanRestrictionError):
+        return False
+    code = (error.code or "").lower()
+    return not code or "format" in code
 
 
 async def _noop() -> None:

@@ -142,3 +142,70 @@ def test_mono_to_stereo_holds_an_odd_byte_until_its_pair_arrives() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError):
         FrameBuffer(capacity=0)
+
+
+async def test_an_abort_from_the_player_thread_wakes_a_waiting_writer() -> None:
+    """`BufferSource.cleanup()` runs on the player thread; asyncio events need their loop."""
+    buf = FrameBuffer(capacity=1)
+    writer = asyncio.create_task(buf.write(frame(1) + frame(2) + frame(3)))
+    for _ in range(100):
+        if len(buf) == 1:
+            break
+        await asyncio.sleep(0.001)
+    assert not writer.done()
+    thread = threading.Thread(target=BufferSource(buf).cleanup)
+    thread.start()
+    thread.join()
+    await asyncio.wait_for(writer, 5)
+    assert buf.read_frame() == b""
+
+
+async def test_frames_stops_when_aborted_from_a_thread() -> None:
+    buf = FrameBuffer()
+    got: list[bytes] = []
+
+    async def consume() -> None:
+        got.extend([f async for f in buf.frames()])
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.01)
+    thread = threading.Thread(target=buf.abort)
+    thread.start()
+    thread.join()
+    await asyncio.wait_for(task, 5)
+    assert got == []
+
+
+def test_the_last_frame_is_never_lost_to_a_reader_racing_finish() -> None:
+    """A reader that found the deque empty must not then see `finished` and stop early."""
+
+    async def once() -> list[bytes]:
+        buf = FrameBuffer()
+        await buf.write(frame(7)[:100])  # a partial frame: nothing readable yet
+        got: list[bytes] = []
+        started = threading.Event()
+
+        def reader() -> None:
+            started.set()
+            while (f := buf.read_frame()) != b"":
+                if f is not SILENCE:
+                    got.append(f)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        started.wait()
+        buf.finish()
+        thread.join(5)
+        return got
+
+    for _ in range(200):
+        got = asyncio.run(once())
+        assert got == [frame(7)[:100] + bytes(FRAME_BYTES - 100)]
+
+
+async def test_pending_bytes_counts_the_partial_frame() -> None:
+    buf = FrameBuffer()
+    await buf.write(frame(1) + b"\x01" * 10)
+    assert buf.pending_bytes == 10
+    buf.finish()
+    assert buf.pending_bytes == 0 and len(buf) == 2
