@@ -30,8 +30,8 @@ class InputFormat:
 
     @property
     def needs_ffmpeg(self) -> bool:
-        """pcm_48000 is already 48 kHz: only mono-to-stereo is left, done in Python."""
-        return not (self.codec == "pcm" and self.sample_rate == 48_000)
+        """Only compressed formats go through ffmpeg; raw ones are converted in Python."""
+        return self.codec in ("mp3", "opus")
 
     def ffmpeg_input_args(self) -> list[str]:
         """Input options that let ffmpeg start decoding from the first bytes.

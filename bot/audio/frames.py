@@ -11,6 +11,7 @@ keeps real time and nothing is ever sent faster than real time afterwards.
 from __future__ import annotations
 
 import asyncio
+import audioop  # discord.py depends on it too (audioop-lts from Python 3.13)
 import contextlib
 import threading
 import time
@@ -232,6 +233,45 @@ class MonoToStereo:
         out[2::4] = mono[0::2]
         out[3::4] = mono[1::2]
         return bytes(out)
+
+    @property
+    def pending(self) -> int:
+        return len(self._odd)
+
+
+class RawToDiscord:
+    """Raw mono audio (s16le, μ-law or A-law) at any rate to 48 kHz s16le stereo, in Python.
+
+    ffmpeg's raw demuxers wait for 1,024 samples before their first packet (43 ms of
+    pcm_24000 arriving in real time) and cost a process per message; `audioop` converts
+    each chunk as it arrives, keeping sample alignment and the resampler's state across
+    chunk boundaries.
+    """
+
+    def __init__(self, codec: str, sample_rate: int) -> None:
+        if codec not in ("pcm", "ulaw", "alaw"):
+            raise ValueError(f"not a raw codec: {codec}")
+        self.codec = codec
+        self.sample_rate = sample_rate
+        self._odd = b""
+        self._state: tuple | None = None
+        self._stereo = MonoToStereo()
+
+    def convert(self, chunk: bytes) -> bytes:
+        if self.codec == "ulaw":
+            linear = audioop.ulaw2lin(chunk, SAMPLE_WIDTH)
+        elif self.codec == "alaw":
+            linear = audioop.alaw2lin(chunk, SAMPLE_WIDTH)
+        else:
+            data = self._odd + chunk
+            usable = len(data) - (len(data) % 2)
+            self._odd = data[usable:]
+            linear = data[:usable]
+        if self.sample_rate != SAMPLE_RATE and linear:
+            linear, self._state = audioop.ratecv(
+                linear, SAMPLE_WIDTH, 1, self.sample_rate, SAMPLE_RATE, self._state
+            )
+        return audioop.tostereo(linear, SAMPLE_WIDTH, 1, 1) if linear else b""
 
     @property
     def pending(self) -> int:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.audio.formats import FormatPolicy, InputFormat, ffmpeg_command
-from bot.audio.frames import FrameBuffer, MonoToStereo
+from bot.audio.frames import FrameBuffer, RawToDiscord
 from bot.elevenlabs.errors import PlanRestrictionError
 from bot.errors import BotError
 
@@ -220,7 +220,7 @@ class DecodeJob:
         fetch = asyncio.create_task(self._fetch(fifo), name=f"fetch {self.label}")
         proc = self._proc
         if proc is None:
-            workers = [asyncio.create_task(self._convert(fifo), name=f"convert {self.label}")]
+            workers = [asyncio.create_task(self._convert(fifo, fmt), name=f"convert {self.label}")]
         else:
             workers = [
                 asyncio.create_task(self._feed(fifo), name=f"feed {self.label}"),
@@ -299,8 +299,8 @@ class DecodeJob:
         while line := await self._proc.stderr.readline():
             self._stderr_tail = (self._stderr_tail + line.decode(errors="replace"))[-500:]
 
-    async def _convert(self, fifo: ByteFifo) -> None:
-        converter = MonoToStereo()
+    async def _convert(self, fifo: ByteFifo, fmt: InputFormat) -> None:
+        converter = RawToDiscord(fmt.codec, fmt.sample_rate)
         while chunk := await fifo.get():
             await self._deliver(converter.convert(chunk))
 

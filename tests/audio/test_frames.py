@@ -209,3 +209,33 @@ async def test_pending_bytes_counts_the_partial_frame() -> None:
     assert buf.pending_bytes == 10
     buf.finish()
     assert buf.pending_bytes == 0 and len(buf) == 2
+
+
+@pytest.mark.parametrize(
+    ("codec", "rate"), [("pcm", 48000), ("pcm", 24000), ("pcm", 22050), ("ulaw", 8000)]
+)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=8))
+def test_raw_conversion_does_not_depend_on_how_the_stream_was_chunked(
+    codec: str, rate: int, cuts: list[int]
+) -> None:
+    from bot.audio.frames import RawToDiscord
+
+    audio = bytes((i * 37) % 256 for i in range(4000))
+    whole = RawToDiscord(codec, rate).convert(audio)
+    converter = RawToDiscord(codec, rate)
+    pieces, start = [], 0
+    for cut in sorted(cuts):
+        pieces.append(converter.convert(audio[start:cut]))
+        start = max(start, cut)
+    pieces.append(converter.convert(audio[start:]))
+    assert b"".join(pieces) == whole
+
+
+def test_raw_conversion_reaches_48k_stereo() -> None:
+    from bot.audio.frames import RawToDiscord
+
+    one_second_24k = bytes(24000 * 2)
+    out = RawToDiscord("pcm", 24000).convert(one_second_24k)
+    # The resampler holds back a few samples of state until the next chunk.
+    assert abs(len(out) - 48000 * 4) <= 32
+    assert abs(len(RawToDiscord("ulaw", 8000).convert(bytes(8000))) - 48000 * 4) <= 32
