@@ -265,3 +265,43 @@ async def test_verbose_logs_retries_but_never_the_key(
     assert "GET /v2/voices failed (ServerError, status=503" in done.stderr
     assert "Traceback" not in done.output
     assert fake_elevenlabs.api_key not in done.output
+
+
+async def test_label_filters_ignore_case_spaces_and_separators(
+    fake_elevenlabs_factory: Any, tmp_path: Path
+) -> None:
+    """The catalogue's rule (`SearchFilters`), as /voices search applies it."""
+    base = build_voices()
+    spellings = ["South-African", "south african", "SOUTH_AFRICAN"]
+    for voice, accent in zip(base[5:8], spellings, strict=True):
+        voice["labels"]["accent"] = accent
+        voice["labels"]["gender"] = "female"
+    base[8]["labels"]["accent"] = "South American"  # a near miss
+    fake = await fake_elevenlabs_factory(voices=base)
+
+    done, female = await asyncio.gather(
+        voices(fake, tmp_path, "--accent", "south african", "--json"),
+        voices(fake, tmp_path, "--accent", "South  African", "--gender", " FEMALE ", "--json"),
+    )
+
+    wanted = [v["voice_id"] for v in base[5:8]]
+    assert [r["voice_id"] for r in as_json(done)] == wanted
+    assert [r["voice_id"] for r in as_json(female)] == wanted
+
+
+async def test_query_category_and_labels_together(
+    fake_elevenlabs: FakeElevenLabs, tmp_path: Path
+) -> None:
+    args = ("calm", "--category", "premade", "--gender", "female", "--json")
+    rows = as_json(await voices(fake_elevenlabs, tmp_path, *args))
+
+    expected = [
+        v["voice_id"]
+        for v in fake_elevenlabs.voices
+        if v["category"] == "premade"
+        and v["labels"]["gender"] == "female"
+        and "calm" in " ".join([v["name"], v["description"], *v["labels"].values()]).lower()
+    ]
+    assert expected and [r["voice_id"] for r in rows] == expected
+    (request,) = fake_elevenlabs.requests
+    assert request.query["search"] == "calm" and request.query["category"] == "premade"
