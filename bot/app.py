@@ -183,6 +183,11 @@ class TTSBot(commands.AutoShardedBot):
 
     async def close(self) -> None:
         log.info("shutting down")
+        for extension in list(self.extensions):
+            try:
+                await self.unload_extension(extension)
+            except Exception:  # one broken cog must not keep the others running
+                log.exception("unloading %s failed", extension)
         voices = getattr(self, "voices", None)
         if voices is not None:
             await voices.aclose()

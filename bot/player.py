@@ -26,7 +26,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import discord
@@ -68,6 +68,7 @@ class ItemResult:
     outcome: Outcome
     error: BaseException | None = None
     frames: int = 0
+    notice: str | None = None  # e.g. the voice fell back to the server's
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class SpeechItem:
     skipped: bool = False
     cancelled: bool = False
     left_source: bool = False
+    notice: str | None = None
     result: asyncio.Future[ItemResult] | None = None
 
     def __repr__(self) -> str:
@@ -397,6 +399,8 @@ class GuildPlayer:
             result = ItemResult(Outcome.FAILED, item.error, frames=item.frames.frames_read)
         else:
             result = ItemResult(Outcome.PLAYED, frames=item.frames.frames_read)
+        if item.notice is not None:
+            result = replace(result, notice=item.notice)
         item.result.set_result(result)
 
     # ------------------------------------------------------------------ playback

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import aiohttp
@@ -79,24 +79,6 @@ class Queued:
 
     async def result(self) -> ItemResult:
         return await self.item.wait()
-
-
-class DefaultVoices:
-    """The resolver before per-user settings exist: the requested voice, else the default."""
-
-    def __init__(self, *, default_voice: str, model_id: str, catalog: Any = None) -> None:
-        self.default_voice = default_voice
-        self.model_id = model_id
-        self.catalog = catalog
-
-    async def resolve(self, guild_id: int, user_id: int, requested: str | None) -> VoiceChoice:
-        voice_id, name = self.default_voice, ""
-        if requested:
-            voice_id, name = requested, ""
-            if self.catalog is not None and self.catalog.loaded:
-                voice = self.catalog.require_usable(self.catalog.resolve(requested))
-                voice_id, name = voice.voice_id, voice.name
-        return VoiceChoice(voice_id, self.model_id, VoiceSettings(), voice_name=name)
 
 
 class GuildNames(Mapping[int, str]):
@@ -183,12 +165,15 @@ class SpeechService:
         )
         charge = await self.charge(guild.id, member.id, spoken, choice) if self.charge else None
         item = SpeechItem(
-            make_job=self._job_factory(request, charge, label=f"g{guild.id}"),
+            make_job=lambda frames: None,
             requester_id=member.id,
             origin=origin,
             text=spoken,
             voice_name=choice.voice_name,
             message_id=message_id,
+        )
+        item.make_job = self._job_factory(
+            request, charge, label=f"g{guild.id}", item=item, guild_id=guild.id, user_id=member.id
         )
         try:
             ahead = player.enqueue(item)
@@ -232,17 +217,21 @@ class SpeechService:
         return Queued(item=item, ahead=ahead, choice=choice)
 
     def _job_factory(
-        self, request: SpeechRequest, charge: Charge | None, *, label: str
+        self,
+        request: SpeechRequest,
+        charge: Charge | None,
+        *,
+        label: str,
+        item: SpeechItem,
+        guild_id: int,
+        user_id: int,
     ) -> Callable[[FrameBuffer], Any]:
-        synthesizer = self.synthesizer
-
         def make(frames: FrameBuffer) -> Any:
-            def on_headers(stream: Any) -> None:
-                if charge is not None:
-                    charge.headers_received(stream.character_cost, request_id=stream.request_id)
-
-            job = synthesizer.job(request, frames=frames, on_headers=on_headers, label=label)
-            return job if charge is None else ChargedJob(job, charge)
+            job = SynthesisJob(
+                self, request, frames, charge, item=item, guild_id=guild_id, user_id=user_id
+            )
+            job.label = label
+            return job
 
         return make
 
@@ -258,8 +247,93 @@ class SpeechService:
         task.add_done_callback(self._followups.discard)
 
 
+class SynthesisJob:
+    """One item's synthesis: inside its quota charge, with one retry in a fallback voice.
+
+    A voice that vanished or that the plan cannot use is refused before any audio
+    (404, 402, 403), so the frame buffer is still empty and the same item can be
+    synthesised again in the voice the resolver falls back to. One charge covers both
+    attempts: the refused one was never billed.
+    """
+
+    def __init__(
+        self,
+        service: SpeechService,
+        request: SpeechRequest,
+        frames: FrameBuffer,
+        charge: Charge | None,
+        *,
+        item: SpeechItem,
+        guild_id: int,
+        user_id: int,
+    ) -> None:
+        self.service = service
+        self.request = request
+        self.frames = frames
+        self.charge = charge
+        self.item = item
+        self.guild_id = guild_id
+        self.user_id = user_id
+        self.label = ""
+        self.decode: Any = None
+
+    def _decode_job(self, request: SpeechRequest) -> Any:
+        charge = self.charge
+
+        def on_headers(stream: Any) -> None:
+            if charge is not None:
+                charge.headers_received(stream.character_cost, request_id=stream.request_id)
+
+        self.decode = self.service.synthesizer.job(
+            request, frames=self.frames, on_headers=on_headers, label=self.label
+        )
+        return self.decode
+
+    async def run(self) -> None:
+        if self.charge is None:
+            await self._run()
+            return
+        async with self.charge:
+            await self._run()
+
+    async def _run(self) -> None:
+        from bot.preferences import is_voice_refusal
+
+        try:
+            await self._decode_job(self.request).run()
+        except Exception as exc:
+            fallback = getattr(self.service.resolver, "fallback", None)
+            if fallback is None or not is_voice_refusal(exc) or self.frames.frames_written:
+                raise
+            choice = await fallback(self.guild_id, self.user_id, self.request.voice_id)
+            if choice.voice_id == self.request.voice_id:
+                raise
+            log.info(
+                "guild %s: voice %s refused (%s); retrying with %s",
+                self.guild_id,
+                self.request.voice_id,
+                type(exc).__name__,
+                choice.voice_id,
+            )
+            self.item.notice = choice.notice
+            self.item.voice_name = choice.voice_name
+            retry = replace(
+                self.request,
+                voice_id=choice.voice_id,
+                model_id=choice.model_id,
+                settings=choice.settings,
+            )
+            await self._decode_job(retry).run()
+
+    def __getattr__(self, name: str) -> Any:
+        decode = self.__dict__.get("decode")
+        if decode is None:
+            raise AttributeError(name)
+        return getattr(decode, name)
+
+
 class ChargedJob:
-    """A decode job inside its quota charge: settled or released by the charging rule."""
+    """Any job with a `run()` inside a quota charge, settled or released by the charging rule."""
 
     def __init__(self, job: Any, charge: Charge) -> None:
         self.job = job
