@@ -22,6 +22,8 @@ from bot.config import ConfigError, Settings
 from bot.elevenlabs.client import ElevenLabsClient
 from bot.player import EncoderSettings
 from bot.preferences import PreferenceService
+from bot.quota.service import AccountExhausted, QuotaService, QuotaSettings
+from bot.reader import MessageReader
 from bot.speech import Synthesizer
 from bot.storage.store import Storage
 from bot.tree import BotTree
@@ -111,6 +113,8 @@ class TTSBot(commands.AutoShardedBot):
         self.speech: SpeechService
         self.storage: Storage | None = None
         self.preferences: PreferenceService
+        self.quota: QuotaService | None = None
+        self.reader: MessageReader | None = None
 
     async def setup_hook(self) -> None:
         settings = self.settings
@@ -150,6 +154,14 @@ class TTSBot(commands.AutoShardedBot):
             default_voice_id=settings.elevenlabs_default_voice,
             default_model_id=settings.elevenlabs_model,
         )
+        self.quota = QuotaService(
+            QuotaSettings.from_settings(settings).ledger(self.storage.engine),
+            client=self.elevenlabs,
+            default_model=settings.elevenlabs_model,
+            on_account_exhausted=self._tell_owners_credits_exhausted,
+        )
+        if self.start_services:
+            self.quota.start()
         self.speech = SpeechService(
             synthesizer=self.synthesizer,
             voices=self.voices,
@@ -157,7 +169,16 @@ class TTSBot(commands.AutoShardedBot):
             output_format=settings.elevenlabs_output_format,
             max_text_chars=settings.max_text_chars,
             http_session=self.http_session,
+            charge=self.quota.charge,
         )
+        self.reader = MessageReader(
+            config=self.storage.reader,
+            users=self.storage.users,
+            speech=self.speech,
+            voices=self.voices,
+        )
+        if self.start_services:
+            await self.reader.start()
         for module in cog_modules():
             await self.load_extension(module)
         log.info("loaded %d cogs", len(self.cogs))
@@ -175,6 +196,16 @@ class TTSBot(commands.AutoShardedBot):
             await self.tree.sync(guild=discord.Object(dev))
         return synced
 
+    async def _tell_owners_credits_exhausted(self, notice: AccountExhausted) -> None:
+        """ElevenLabs' own credits ran out: the operator must act, so tell them once."""
+        log.warning("the ElevenLabs account is out of credits")
+        for owner_id in self.settings.owner_ids:
+            try:
+                user = await self.fetch_user(owner_id)
+                await user.send(notice.describe(), allowed_mentions=discord.AllowedMentions.none())
+            except discord.HTTPException as exc:
+                log.warning("could not tell owner %s: HTTP %s", owner_id, exc.status)
+
     async def _subscription_tier(self) -> str | None:
         return (await self.elevenlabs.subscription()).tier
 
@@ -188,12 +219,16 @@ class TTSBot(commands.AutoShardedBot):
                 await self.unload_extension(extension)
             except Exception:  # one broken cog must not keep the others running
                 log.exception("unloading %s failed", extension)
+        if self.reader is not None:
+            await self.reader.close()
         voices = getattr(self, "voices", None)
         if voices is not None:
             await voices.aclose()
         catalog = getattr(self, "catalog", None)
         if catalog is not None:
             await catalog.aclose()
+        if self.quota is not None:
+            await self.quota.aclose()
         await super().close()
         if self.storage is not None:
             await self.storage.close()

@@ -150,11 +150,16 @@ class SpeechService:
         player: GuildPlayer | None = None,
         clean: bool = True,
     ) -> Queued:
-        """Queue `text` in `member`'s voice channel, joining it if needed."""
+        """Queue `text` in `member`'s voice channel, joining it if needed.
+
+        Order matters: cheap refusals first (text, caller not in voice), then the voice
+        and the quota reservation, and only then joining the channel, so a refused
+        message never makes the bot join.
+        """
         guild = member.guild
         spoken = self.prepare_text(text, guild) if clean else text
         if player is None:
-            player = await self.voices.player_for_speech(member)
+            self.voices.caller_channel(member)
         choice = await self.resolver.resolve(guild.id, member.id, voice)
         request = SpeechRequest(
             text=spoken,
@@ -176,6 +181,8 @@ class SpeechService:
             request, charge, label=f"g{guild.id}", item=item, guild_id=guild.id, user_id=member.id
         )
         try:
+            if player is None:
+                player = await self.voices.player_for_speech(member)
             ahead = player.enqueue(item)
         except BaseException:
             if charge is not None:
@@ -195,6 +202,34 @@ class SpeechService:
             ahead,
         )
         return Queued(item=item, ahead=ahead, choice=choice)
+
+    async def rejob(
+        self, queued: Queued, text: str, *, guild_id: int, user_id: int
+    ) -> Callable[[FrameBuffer], Any]:
+        """A new job for a queued item whose text changed (an edited message).
+
+        The voice chosen when it was queued stays; with quota on, the new text gets its own
+        reservation (the old one is settled or released when the old job ends).
+        """
+        choice = queued.choice
+        request = SpeechRequest(
+            text=text,
+            voice_id=choice.voice_id,
+            model_id=choice.model_id,
+            settings=choice.settings,
+            output_format=self.output_format,
+        )
+        charge = await self.charge(guild_id, user_id, text, choice) if self.charge else None
+        if charge is not None:
+            self._watch(queued.item, charge)
+        return self._job_factory(
+            request,
+            charge,
+            label=f"g{guild_id}",
+            item=queued.item,
+            guild_id=guild_id,
+            user_id=user_id,
+        )
 
     async def preview(self, member: discord.Member, url: str, *, voice_name: str = "") -> Queued:
         """Play a voice's preview file in `member`'s channel: queued like speech, not charged."""

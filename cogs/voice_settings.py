@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.preferences import Tuning, UserView
+from bot.text import clean_name
 from bot.tree import NO_MENTIONS
 from bot.voice_settings import TUNING, Source
 from cogs._checks import guild_only
@@ -85,6 +86,8 @@ class ForgetView(discord.ui.View):
     async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
         self.stop()
         rows = await self.bot.preferences.forget_user(self.user_id)
+        if self.bot.reader is not None:
+            self.bot.reader.forget_user(self.user_id)
         text = (
             "Done: everything the bot stored about you is deleted."
             if rows
@@ -232,6 +235,40 @@ class VoiceSettings(
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
+
+    @app_commands.command(name="autoread", description="Whether your messages are read aloud")
+    @app_commands.describe(enabled="off: the bot no longer reads your messages in any server")
+    @guild_only()
+    async def autoread(self, interaction: discord.Interaction, enabled: bool) -> None:
+        reader = self.bot.reader
+        assert reader is not None
+        await reader.set_autoread(interaction.user.id, enabled)
+        text = (
+            "Your messages are read aloud again where the bot reads channels."
+            if enabled
+            else "Your messages are no longer read aloud, in any server. /speak still works."
+        )
+        await self._reply(interaction, text)
+
+    @app_commands.command(name="nickname", description="The name read before your messages")
+    @app_commands.describe(name='Said as "<name> said"; leave out to use your display name')
+    @guild_only()
+    async def nickname(
+        self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 32] | None = None
+    ) -> None:
+        reader = self.bot.reader
+        assert reader is not None
+        cleaned = clean_name(name) if name else None
+        if name and not cleaned:
+            await self._reply(interaction, "That nickname has nothing that can be read aloud.")
+            return
+        await reader.set_nickname(interaction.user.id, cleaned)
+        text = (
+            f"Your messages are introduced as \u201c{cleaned} said\u201d."
+            if cleaned
+            else "Your messages are introduced with your display name."
+        )
+        await self._reply(interaction, text)
 
 
 async def setup(bot: TTSBot) -> None:

@@ -152,15 +152,18 @@ class SynthesisCharge:
         if request_id is not None:
             self.request_id = request_id
 
-    async def finish(self, outcome: Outcome) -> bool:
+    async def finish(self, outcome: Outcome | None = None) -> bool:
         """Settle or release per `ChargePolicy`; later calls return the first call's result.
+
+        Without an outcome the synthesis was dropped (`SpeechService` calls ``finish()`` for
+        a queued item that never ran, or that the queue refused): CANCELLED.
 
         Shielded: a cancellation arriving while it writes does not leave the hold behind.
         Returns True when this charge changed the database (False: it was already done,
         e.g. expired and released, by this process or another).
         """
         if self._finishing is None:
-            self._finishing = asyncio.ensure_future(self._finish(outcome))
+            self._finishing = asyncio.ensure_future(self._finish(outcome or Outcome.CANCELLED))
             # Keep the task alive even if this charge is dropped while it runs.
             _FINISHING.add(self._finishing)
             self._finishing.add_done_callback(_FINISHING.discard)
