@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.errors import BotError
 from bot.preferences import Tuning
 from bot.storage.models import GuildSettings
 from bot.tree import NO_MENTIONS
@@ -31,6 +32,7 @@ from cogs._tuning import (
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
+    from bot.quota.service import QuotaService
 
 NOT_SET = "not set"
 
@@ -160,6 +162,115 @@ class Server(
             "The server's voice, model and settings are cleared and the voice is unlocked: "
             "the bot's defaults apply here again.",
         )
+
+    # -- /server quota ------------------------------------------------------------------------
+
+    quota = app_commands.Group(name="quota", description="This server's text-to-speech budget")
+
+    def _quota(self) -> QuotaService:
+        if self.bot.quota is None:
+            raise BotError("Usage limits are not available on this bot right now.")
+        return self.bot.quota
+
+    @quota.command(name="limit", description="The monthly allowance of this server, in credits")
+    @app_commands.describe(
+        credits="Credits a month for the whole server (leave out: the bot's default)"
+    )
+    @manage_guild()
+    async def quota_limit(
+        self,
+        interaction: discord.Interaction,
+        credits: app_commands.Range[int, 1, 100_000_000] | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        service = self._quota()
+        ceiling = service.ledger.default_allowance
+        # The operator pays the bill: admins may lower the allowance, not raise it past the
+        # operator's default (unless that default is unlimited).
+        if credits is not None and ceiling and credits > ceiling:
+            raise BotError(
+                f"This bot allows at most {ceiling:,} credits a month per server; "
+                "ask the bot's operator for more."
+            )
+        await service.ledger.set_monthly_allowance(interaction.guild_id, credits)
+        if credits is None:
+            shown = f"{ceiling:,} credits (the bot's default)" if ceiling else "unlimited"
+        else:
+            shown = f"{credits:,} credits"
+        await self._reply(interaction, f"This server's monthly allowance is now {shown}.")
+
+    @quota.command(name="user-limit", description="Credits each member may use per day")
+    @app_commands.describe(credits="Credits per member per UTC day (0 removes the cap)")
+    @manage_guild()
+    async def quota_user_limit(
+        self, interaction: discord.Interaction, credits: app_commands.Range[int, 0, 100_000_000]
+    ) -> None:
+        assert interaction.guild_id is not None
+        await self._quota().ledger.set_user_daily_cap(interaction.guild_id, credits or None)
+        text = (
+            f"Each member may now use {credits:,} credits a day (UTC)."
+            if credits
+            else "Members have no daily cap any more: only the server's allowance applies."
+        )
+        await self._reply(interaction, text)
+
+    @quota.command(name="reset-day", description="The day of the month the allowance renews")
+    @app_commands.describe(day="1 to 28 (UTC)")
+    @manage_guild()
+    async def quota_reset_day(
+        self, interaction: discord.Interaction, day: app_commands.Range[int, 1, 28]
+    ) -> None:
+        assert interaction.guild_id is not None
+        await self._quota().ledger.set_reset_day(interaction.guild_id, day)
+        await self._reply(
+            interaction,
+            f"The allowance now renews on day {day} of each month (UTC); what was used so far "
+            "this period still counts.",
+        )
+
+    @quota.command(name="top", description="Who used the most this period")
+    @manage_guild()
+    async def quota_top(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        service = self._quota()
+        settings = await self.bot.storage.guilds.get(interaction.guild_id)
+        rate = await service.model_rate(settings.model_id)
+        top = await service.ledger.top_users(interaction.guild_id, limit=10)
+        if not top:
+            await self._reply(interaction, "Nobody has used any credits this period yet.")
+            return
+        lines = [
+            f"{rank}. <@{row.user_id}>: {row.used:,} credits (about "
+            f"{rate.characters(row.used):,} characters)"
+            if row.user_id is not None
+            else f"{rank}. (a deleted user): {row.used:,} credits"
+            for rank, row in enumerate(top, start=1)
+        ]
+        embed = discord.Embed(title="Top users this period", description="\n".join(lines))
+        await interaction.response.send_message(
+            embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+
+    @quota.command(name="alerts", description="Where to warn at 80 % and 100 % of the allowance")
+    @app_commands.describe(channel="The channel for the warnings (leave out: no warnings)")
+    @manage_guild()
+    async def quota_alerts(
+        self, interaction: discord.Interaction, channel: discord.TextChannel | None = None
+    ) -> None:
+        assert interaction.guild_id is not None and interaction.guild is not None
+        if channel is not None:
+            perms = channel.permissions_for(interaction.guild.me)
+            if not (perms.view_channel and perms.send_messages):
+                raise BotError(f"I cannot send messages in {channel.mention}.")
+        await self._quota().ledger.set_alerts_channel(
+            interaction.guild_id, channel.id if channel else None
+        )
+        text = (
+            f"Warnings at 80 % and 100 % of the allowance go to {channel.mention}."
+            if channel
+            else "No more warnings about the allowance."
+        )
+        await self._reply(interaction, text)
 
     def embed(self, settings: GuildSettings) -> discord.Embed:
         preferences = self.bot.preferences
