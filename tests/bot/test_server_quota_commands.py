@@ -56,7 +56,7 @@ async def test_limit_lowers_the_allowance_but_never_past_the_operators_default(
 async def test_user_limit_caps_each_member_per_day(quota: DiscordHarness) -> None:  # noqa: F811
     assert "10 credits a day" in await reply_of(quota, "server quota user-limit", credits=10)
     alice = quota.member("alice")
-    with pytest.raises(QuotaExceeded, match="day"):
+    with pytest.raises(QuotaExceeded, match="daily"):
         await quota.bot.speech.speak(alice, "This sentence is far longer than ten credits allow.")
     assert "no daily cap" in await reply_of(quota, "server quota user-limit", credits=0)
     queued = await quota.bot.speech.speak(alice, "Now it fits.")
