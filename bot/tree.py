@@ -12,6 +12,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import discord
 from discord import app_commands
@@ -22,6 +23,8 @@ from bot.errors import BotError
 log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,23 +38,46 @@ def _own(error: BaseException) -> str:
     return str(error)
 
 
+def permission_names(permissions: list[str]) -> str:
+    """["manage_guild", "connect"] -> "Manage Server and Connect permissions"."""
+    names = [
+        p.replace("_", " ").replace("guild", "server").title().replace("Tts", "TTS")
+        for p in permissions
+    ]
+    joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"{joined} permission{'s' if len(names) > 1 else ''}"
+
+
 def _missing_permissions(error: BaseException) -> str:
     assert isinstance(error, app_commands.MissingPermissions)
-    names = ", ".join(
-        p.replace("_", " ").replace("guild", "server") for p in error.missing_permissions
-    )
-    return f"You need the {names} permission to use this command."
+    return f"You need the {permission_names(error.missing_permissions)} to use this command."
 
 
 def _bot_missing_permissions(error: BaseException) -> str:
     assert isinstance(error, app_commands.BotMissingPermissions)
-    names = ", ".join(p.replace("_", " ") for p in error.missing_permissions)
-    return f"I am missing the {names} permission here."
+    return f"I am missing the {permission_names(error.missing_permissions)} here."
 
 
 def _transform(error: BaseException) -> str:
     assert isinstance(error, app_commands.TransformerError)
-    return f"{str(error.value)[:100]!r} is not a valid {error.type.name.lower()} here."
+    if error.type is discord.AppCommandOptionType.channel:
+        kinds = getattr(error.transformer, "channel_types", None) or []
+        wanted = " or ".join(dict.fromkeys(_channel_kind(kind) for kind in kinds)) or "suitable"
+        mention = getattr(error.value, "mention", "That channel")
+        return f"{mention} is not a {wanted} channel."
+    value = discord.utils.escape_markdown(str(error.value)[:100])
+    return f"“{value}” is not a valid {error.type.name.replace('_', ' ')} here."
+
+
+def _channel_kind(kind: discord.ChannelType) -> str:
+    return {
+        discord.ChannelType.voice: "voice",
+        discord.ChannelType.stage_voice: "stage",
+        discord.ChannelType.text: "text",
+        discord.ChannelType.news: "announcement",
+        discord.ChannelType.forum: "forum",
+        discord.ChannelType.category: "category",
+    }.get(kind, "thread" if "thread" in kind.name else kind.name)
 
 
 def _cooldown(error: BaseException) -> str:
@@ -80,6 +106,24 @@ ERROR_TABLE: tuple[ErrorRow, ...] = (
 )
 
 
+def guild_only() -> Callable[[T], T]:
+    """`app_commands.guild_only()` plus the same rule checked here.
+
+    Discord hides such a command in DMs, but a stale command list or a user install can
+    still deliver one: the check turns that into `NoPrivateMessage`, not a crash.
+    """
+
+    def predicate(interaction: discord.Interaction) -> bool:
+        if interaction.guild is None or not isinstance(interaction.user, discord.Member):
+            raise app_commands.NoPrivateMessage()
+        return True
+
+    def decorate(command: T) -> T:
+        return app_commands.guild_only()(app_commands.check(predicate)(command))
+
+    return decorate
+
+
 def describe(error: BaseException) -> tuple[str, int, str | None]:
     """The reply, the log level, and an error id when the error is unexpected."""
     for row in ERROR_TABLE:
@@ -92,6 +136,16 @@ def describe(error: BaseException) -> tuple[str, int, str | None]:
         logging.ERROR,
         error_id,
     )
+
+
+def explain(error: BaseException, context: str) -> str:
+    """Log `error` as its table row says and return the sentence for the person who asked."""
+    message, level, error_id = describe(error)
+    if error_id is not None:
+        log.error("error %s in %s", error_id, context, exc_info=error)
+    else:
+        log.log(level, "%s: %s: %s", context, type(error).__name__, error)
+    return message
 
 
 async def reply_ephemeral(interaction: discord.Interaction, content: str) -> None:
@@ -116,14 +170,13 @@ class BotTree(app_commands.CommandTree):
         original: BaseException = error
         if isinstance(error, app_commands.CommandInvokeError):
             original = error.original
-        message, level, error_id = describe(original)
-        command = interaction.command.qualified_name if interaction.command else "?"
-        context = (
-            f"/{command} guild={interaction.guild_id} user={interaction.user.id} "
-            f"interaction={interaction.id}"
-        )
-        if error_id is not None:
-            log.error("error %s in %s", error_id, context, exc_info=original)
-        else:
-            log.log(level, "%s: %s: %s", context, type(original).__name__, original)
-        await reply_ephemeral(interaction, message)
+        await reply_ephemeral(interaction, explain(original, interaction_context(interaction)))
+
+
+def interaction_context(interaction: discord.Interaction) -> str:
+    """Who asked for what, where: enough to find the interaction in the logs."""
+    command = interaction.command.qualified_name if interaction.command else "?"
+    return (
+        f"/{command} guild={interaction.guild_id} user={interaction.user.id} "
+        f"interaction={interaction.id}"
+    )

@@ -2,7 +2,9 @@
 
 The rules, in one place:
 - the caller must be in a voice channel; if the bot is already connected
-  elsewhere in the guild, only that channel's members may queue;
+  elsewhere in the guild, only that channel's members may queue (unless nobody
+  listens there any more), and only they or members with Move Members may move
+  it, stop it, skip or make it leave;
 - the AFK channel is refused; a full channel is joined only with Move Members;
   a stage channel needs the bot to become a speaker;
 - the bot leaves when no non-bot member is left (after a grace period) and when
@@ -16,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import discord
 
@@ -42,6 +46,14 @@ class WrongChannelError(VoiceError):
     def __init__(self, channel: VoiceChannel) -> None:
         super().__init__(
             f"I am already speaking in {channel.mention}: join that channel to queue messages."
+        )
+
+
+class ControlledElsewhereError(VoiceError):
+    def __init__(self, channel: VoiceChannel) -> None:
+        super().__init__(
+            f"I am speaking in {channel.mention} for the people there: join that channel to "
+            "control me, or ask someone with the Move Members permission."
         )
 
 
@@ -86,6 +98,46 @@ class NotConnectedError(VoiceError):
 PlayerFactory = Callable[[int], GuildPlayer]
 
 
+def _wake_player_thread(voice: discord.VoiceClient) -> None:
+    """End a player thread that is waiting for a reconnect that will not come.
+
+    discord.py 2.7's `AudioPlayer`, on finding the connection gone, waits up to the connect
+    timeout for it to come back, and `stop()` does not wake that wait. The connection flips
+    its event once when it disconnects; a thread that started waiting just after that flip
+    would sit there for 30 s after a kick. Flipping it again (now, and a moment later) lets
+    it see it was stopped. Guarded: on another discord.py this does nothing.
+    """
+    event = getattr(getattr(voice, "_connection", None), "_connected", None)
+    if not isinstance(event, threading.Event):
+        return
+
+    def flip() -> None:
+        if not voice.is_connected():
+            event.set()
+            event.clear()
+
+    flip()
+    with contextlib.suppress(RuntimeError):
+        asyncio.get_running_loop().call_later(0.2, flip)
+
+
+async def _played_out(player: GuildPlayer, within: float = 2.0) -> None:
+    """Wait (bounded) until the player's last playback has ended and its `after` has run.
+
+    The playback thread ends a moment after it is stopped, and hands its end back to the
+    event loop; at shutdown the loop must still be there to take it.
+    """
+    deadline = time.monotonic() + within
+    # The player has no event for it (it is set from the player thread's `after`): poll.
+    while player.playing and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+
+
+async def _close(player: GuildPlayer) -> None:
+    await player.aclose()
+    await _played_out(player)
+
+
 class VoiceService:
     """Joins, leaves and the guild players. The cogs call this; it never replies itself."""
 
@@ -112,6 +164,7 @@ class VoiceService:
         self._empty_since: dict[int, float] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ players
 
@@ -140,20 +193,44 @@ class VoiceService:
         if guild.afk_channel is not None and channel.id == guild.afk_channel.id:
             raise AFKChannelError()
         perms = channel.permissions_for(guild.me)
-        missing = [
-            name
-            for name, granted in (
-                ("View Channel", perms.view_channel),
-                ("Connect", perms.connect),
-                ("Speak", perms.speak or isinstance(channel, discord.StageChannel)),
-            )
-            if not granted
-        ]
+        # Without View Channel Discord denies everything, and without Connect every voice
+        # permission: name only the first one missing, the one to grant.
+        missing: list[str] = []
+        if not perms.view_channel:
+            missing = ["View Channel"]
+        elif not perms.connect:
+            missing = ["Connect"]
+        elif not perms.speak and not isinstance(channel, discord.StageChannel):
+            missing = ["Speak"]
         if missing:
             raise MissingVoicePermissionsError(channel, missing)
         humans = [m for m in channel.members if m.id != guild.me.id]
         if channel.user_limit and len(humans) >= channel.user_limit and not perms.move_members:
             raise ChannelFullError(channel)
+
+    @staticmethod
+    def connected_channel(guild: discord.Guild) -> VoiceChannel | None:
+        """The channel the bot is connected to in `guild`, if any."""
+        voice = guild.voice_client
+        if isinstance(voice, discord.VoiceClient) and voice.is_connected():
+            return voice.channel
+        return None
+
+    def require_control(self, member: discord.Member) -> None:
+        """Moving, stopping or skipping is for the bot's listeners (or moderators).
+
+        Anyone may take the bot when nobody else is listening to it.
+        """
+        channel = self.connected_channel(member.guild)
+        if channel is None:
+            return
+        here = member.voice.channel if member.voice is not None else None
+        if here is not None and here.id == channel.id:
+            return
+        if channel.permissions_for(member).move_members:
+            return
+        if any(m.id != member.id for m in self._humans(channel)):
+            raise ControlledElsewhereError(channel)
 
     async def join(self, channel: VoiceChannel) -> discord.VoiceClient:
         """Connect to `channel`, or move there if connected elsewhere in the guild."""
@@ -180,7 +257,7 @@ class VoiceService:
                         reconnect=True,
                     )
                 except (TimeoutError, discord.ClientException, discord.HTTPException) as exc:
-                    log.warning("guild %s: voice connect failed: %s", guild.id, exc)
+                    log.warning("guild %s: voice connect failed: %r", guild.id, exc)
                     raise ConnectFailedError() from None
             if isinstance(channel, discord.StageChannel):
                 await self._become_speaker(channel, voice)
@@ -206,10 +283,23 @@ class VoiceService:
             raise StageSpeakerError(channel) from None
 
     async def player_for_speech(self, member: discord.Member) -> GuildPlayer:
-        """The guild's player, joining the caller's channel if the bot is not connected."""
+        """The guild's player, joining the caller's channel if the bot is not connected.
+
+        Connected elsewhere, only that channel's members may queue; but a channel nobody
+        listens in any more (the grace period before leaving) does not hold the bot back.
+        """
         channel = self.caller_channel(member)
         voice = member.guild.voice_client
-        if isinstance(voice, discord.VoiceClient) and voice.is_connected():
+        if (
+            isinstance(voice, discord.VoiceClient)
+            and voice.is_connected()
+            and voice.channel.id != channel.id
+            and not self._humans(voice.channel)
+        ):
+            log.info("guild %s: nobody left in %s; following", member.guild.id, voice.channel.id)
+            await self.join(channel)
+            player = self.player(member.guild.id)
+        elif isinstance(voice, discord.VoiceClient) and voice.is_connected():
             if voice.channel.id != channel.id:
                 raise WrongChannelError(voice.channel)
             player = self.player(member.guild.id)
@@ -232,6 +322,8 @@ class VoiceService:
         if voice is None:
             return player is not None and player.voice_client is not None
         await voice.disconnect(force=True)
+        if player is not None:
+            await _played_out(player)
         log.info("guild %s: left voice", guild.id)
         return True
 
@@ -249,8 +341,12 @@ class VoiceService:
                 # Disconnected or kicked: clear the queue and free everything.
                 player = self.players.pop(guild.id, None)
                 if player is not None:
+                    voice = player.voice_client
                     player.detach()
-                    asyncio.get_running_loop().create_task(player.aclose())
+                    if voice is not None:
+                        voice.stop()
+                        _wake_player_thread(voice)
+                    self._background(_close(player), f"close player of guild {guild.id}")
                 self._last_active.pop(guild.id, None)
                 self._empty_since.pop(guild.id, None)
                 log.info("guild %s: disconnected from voice", guild.id)
@@ -266,6 +362,12 @@ class VoiceService:
         else:
             self._empty_since.setdefault(guild.id, time.monotonic())
             self._ensure_sweeper()
+
+    def _background(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run `coro` without waiting, keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @staticmethod
     def _humans(channel: discord.abc.GuildChannel) -> list[discord.Member]:
@@ -319,10 +421,12 @@ class VoiceService:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for guild_id, player in list(self.players.items()):
             voice = player.voice_client
             await player.aclose()
             if voice is not None:
                 with contextlib.suppress(Exception):
                     await voice.disconnect(force=True)
+            await _played_out(player)
             self.players.pop(guild_id, None)

@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.errors import BotError
 from bot.tree import NO_MENTIONS
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
 
+log = logging.getLogger(__name__)
 
-class NotOwner(app_commands.CheckFailure):
-    def __str__(self) -> str:
-        return "Only the bot's operators can use this."
+T = TypeVar("T")
 
 
-def owner_only():
+class NotOwner(app_commands.CheckFailure, BotError):
+    """A check failure with its own sentence (the tree's table shows `BotError`s as they are)."""
+
+    def __init__(self) -> None:
+        BotError.__init__(self, "Only the bot's operators can use this.")
+
+
+class SyncFailedError(BotError):
+    def __init__(self, status: int) -> None:
+        super().__init__(
+            f"Discord refused the sync (HTTP {status}); try again in a few minutes."
+            if status != 429
+            else "Discord refused the sync: too many syncs lately; try again in a few minutes."
+        )
+
+
+def owner_only() -> Callable[[T], T]:
+    """Only OWNER_IDS, checked on every call: Discord's default permissions only hide it."""
+
     async def predicate(interaction: discord.Interaction) -> bool:
         bot: TTSBot = interaction.client  # type: ignore[assignment]
         if interaction.user.id in bot.settings.owner_ids:
@@ -36,7 +56,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Operator c
         super().__init__()
 
     @app_commands.command(name="sync", description="Sync the slash commands with Discord")
-    @app_commands.describe(scope="global: every server (slow to appear); here: this server only")
+    @app_commands.describe(
+        scope="global: every server (the default); here: this server only, at once"
+    )
     @app_commands.choices(
         scope=[
             app_commands.Choice(name="global", value="global"),
@@ -47,13 +69,34 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Operator c
     async def sync(self, interaction: discord.Interaction, scope: str = "global") -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         guild = interaction.guild if scope == "here" else None
-        synced = await self.bot.sync_commands(guild=guild)
+        try:
+            synced = await (self._sync_here(guild) if guild else self.bot.sync_commands())
+        except discord.HTTPException as exc:
+            log.warning("command sync failed: HTTP %s %s", exc.status, exc.text)
+            raise SyncFailedError(exc.status) from None
         where = "this server" if guild else "every server"
+        log.info("synced %d commands to %s", len(synced), guild.id if guild else "every server")
         await interaction.followup.send(
-            f"Synced {len(synced)} commands for {where}.",
+            f"Synced {len(synced)} commands to {where}.",
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
+
+    async def _sync_here(self, guild: discord.Guild) -> list[app_commands.AppCommand]:
+        """This server's commands plus copies of the global ones, for testing at once.
+
+        `copy_global_to` changes the tree for good; in a running bot the copies would then
+        go out with every later sync of this server. So the server's own list is put back.
+        """
+        tree = self.bot.tree
+        own = tree.get_commands(guild=guild)
+        tree.copy_global_to(guild=guild)
+        try:
+            return await tree.sync(guild=guild)
+        finally:
+            tree.clear_commands(guild=guild)
+            for command in own:
+                tree.add_command(command, guild=guild)
 
 
 async def setup(bot: TTSBot) -> None:

@@ -10,8 +10,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.player import Outcome
-from bot.tree import NO_MENTIONS
+from bot.errors import BotError
+from bot.player import GuildPlayer, Outcome, SpeechItem
+from bot.tree import NO_MENTIONS, explain, guild_only, interaction_context
 from bot.voice import NotConnectedError
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TEXT_OPTION_MAX = 6000  # Discord's limit for a string option
+QUEUE_LINES = 15  # a /queue reply stays well under Discord's 2,000 characters
+NOTHING_QUEUED = "Nothing is being said, and nothing is waiting."
 
 
 def place(ahead: int) -> str:
@@ -39,14 +42,21 @@ class Speech(commands.Cog):
     async def voice_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
+        try:
+            pairs = self.bot.catalog.autocomplete(current)
+        except BotError as exc:  # the catalogue is not loaded yet: no suggestions, no error
+            log.debug("voice autocomplete: %s", exc)
+            return []
+        # Discord refuses the whole answer if one name or value is over 100 characters.
         return [
-            app_commands.Choice(name=name, value=value)
-            for name, value in self.bot.catalog.autocomplete(current)
+            app_commands.Choice(name=name[:100], value=value)
+            for name, value in pairs[:25]
+            if len(value) <= 100
         ]
 
     @app_commands.command(name="speak", description="Say something in your voice channel")
     @app_commands.describe(text="What to say", voice="A voice name or id (default: yours)")
-    @app_commands.guild_only()
+    @guild_only()
     async def speak(
         self,
         interaction: discord.Interaction,
@@ -70,13 +80,18 @@ class Speech(commands.Cog):
         return await self.voice_autocomplete(interaction, current)
 
     def _report_failure(self, interaction: discord.Interaction, queued: Queued) -> None:
+        context = f"{interaction_context(interaction)} item={queued.item.id}"
+
         async def watch() -> None:
             result = await queued.result()
-            if result.outcome is not Outcome.FAILED:
+            if result.outcome is not Outcome.FAILED or result.error is None:
                 return
+            # The same table as the tree's errors: a known failure in words, anything else
+            # logged with an id the reply quotes (never the exception's own text).
+            message = explain(result.error, context)
             try:
                 await interaction.followup.send(
-                    f"I could not say that: {result.error}",
+                    f"I could not say that: {message}",
                     ephemeral=True,
                     allowed_mentions=NO_MENTIONS,
                 )
@@ -87,29 +102,34 @@ class Speech(commands.Cog):
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
-    def _player(self, interaction: discord.Interaction):
-        assert interaction.guild is not None
-        player = self.bot.voices.players.get(interaction.guild.id)
+    def _player(self, interaction: discord.Interaction) -> GuildPlayer:
+        """The guild's player, when the caller may control it."""
+        assert isinstance(interaction.user, discord.Member)
+        player = self.bot.voices.players.get(interaction.user.guild.id)
         if player is None or not player.connected:
             raise NotConnectedError()
+        self.bot.voices.require_control(interaction.user)
         return player
 
     @app_commands.command(name="skip", description="Skip the message being spoken")
-    @app_commands.guild_only()
+    @guild_only()
     async def skip(self, interaction: discord.Interaction) -> None:
         skipped = self._player(interaction).skip()
-        text = "Skipped." if skipped else "Nothing is being spoken."
+        text = "Skipped." if skipped else "Nothing is being said."
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="stop", description="Stop speaking and clear the queue")
-    @app_commands.guild_only()
+    @guild_only()
     async def stop(self, interaction: discord.Interaction) -> None:
         dropped = self._player(interaction).stop()
-        text = f"Stopped; {dropped} message{'s' if dropped != 1 else ''} dropped."
+        if dropped == 0:
+            text = NOTHING_QUEUED
+        else:
+            text = f"Stopped; {dropped} message{'s' if dropped != 1 else ''} dropped."
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command(name="queue", description="What is being spoken and what is waiting")
-    @app_commands.guild_only()
+    @guild_only()
     async def queue(self, interaction: discord.Interaction) -> None:
         assert interaction.guild is not None
         player = self.bot.voices.players.get(interaction.guild.id)
@@ -117,16 +137,18 @@ class Speech(commands.Cog):
         if player is not None and player.current is not None:
             lines.append(f"Speaking: {describe(player.current)}")
         pending = player.pending() if player is not None else []
-        for number, item in enumerate(pending[:15], start=1):
+        for number, item in enumerate(pending[:QUEUE_LINES], start=1):
             lines.append(f"{number}. {describe(item)}")
-        if len(pending) > 15:
-            lines.append(f"…and {len(pending) - 15} more.")
-        text = "\n".join(lines) if lines else "The queue is empty."
+        if len(pending) > QUEUE_LINES:
+            lines.append(f"…and {len(pending) - QUEUE_LINES} more.")
+        text = "\n".join(lines) if lines else NOTHING_QUEUED
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 
-def describe(item) -> str:
+def describe(item: SpeechItem) -> str:
+    """One queue line: who asked (a mention that never pings), the voice, the start of the text."""
     preview = item.text if len(item.text) <= 60 else item.text[:59] + "…"
+    preview = discord.utils.escape_markdown(discord.utils.escape_mentions(preview))
     voice = f" ({item.voice_name})" if item.voice_name else ""
     return f"<@{item.requester_id}>{voice}: {preview}"
 

@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.tree import NO_MENTIONS
+from bot.tree import NO_MENTIONS, guild_only
 from bot.voice import NotConnectedError
 
 if TYPE_CHECKING:
@@ -21,25 +21,40 @@ class VoiceChannel(commands.Cog):
 
     @app_commands.command(name="join", description="Bring the bot into a voice channel")
     @app_commands.describe(channel="The channel (default: the one you are in)")
-    @app_commands.guild_only()
+    @guild_only()
     async def join(
         self,
         interaction: discord.Interaction,
         channel: discord.VoiceChannel | discord.StageChannel | None = None,
     ) -> None:
         assert isinstance(interaction.user, discord.Member)
-        target = channel or self.bot.voices.caller_channel(interaction.user)
+        voices = self.bot.voices
+        target = channel or voices.caller_channel(interaction.user)
+        current = voices.connected_channel(interaction.user.guild)
+        if current is not None and current.id == target.id:
+            await interaction.response.send_message(
+                f"I am already in {target.mention}.", ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
+            return
+        voices.require_control(interaction.user)
+        voices.check_can_join(target)
+        # Joining voice with the DAVE handshake can take over 3 s: answer first.
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.bot.voices.join(target)
+        await voices.join(target)
         await interaction.followup.send(
             f"Joined {target.mention}.", ephemeral=True, allowed_mentions=NO_MENTIONS
         )
 
     @app_commands.command(name="leave", description="Make the bot leave its voice channel")
-    @app_commands.guild_only()
+    @guild_only()
     async def leave(self, interaction: discord.Interaction) -> None:
-        assert interaction.guild is not None
-        if not await self.bot.voices.leave(interaction.guild):
+        assert isinstance(interaction.user, discord.Member)
+        voices = self.bot.voices
+        guild = interaction.user.guild
+        if voices.connected_channel(guild) is None and guild.id not in voices.players:
+            raise NotConnectedError()
+        voices.require_control(interaction.user)
+        if not await voices.leave(guild):
             raise NotConnectedError()
         await interaction.response.send_message(
             "Left the voice channel.", ephemeral=True, allowed_mentions=NO_MENTIONS

@@ -40,6 +40,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sync.set_defaults(handler=sync_commands)
 
 
+class HoldUntilReady(logging.Filter):
+    """Startup chatter (INFO and below) waits until the bot is ready, and is dropped if it
+    never gets there: a start that fails is the one line saying why, not the noise before it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = True
+        self.held: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.holding and record.levelno < logging.WARNING:
+            self.held.append(record)
+            return False
+        return True
+
+    def release(self) -> None:
+        """Ready: write what was held, then let everything through."""
+        self.holding = False
+        held, self.held = self.held, []
+        for record in held:
+            logging.getLogger(record.name).handle(record)
+
+    def drop(self) -> None:
+        self.holding = False
+        self.held = []
+
+
+@contextlib.contextmanager
+def quiet_startup(settings: Settings):
+    """Hold startup logs (see `HoldUntilReady`) unless the operator asked for DEBUG."""
+    hold = HoldUntilReady()
+    handlers = [] if settings.log_level == "DEBUG" else list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(hold)
+    try:
+        yield hold
+    finally:
+        hold.drop()
+        for handler in handlers:
+            handler.removeFilter(hold)
+
+
 def _settings() -> Settings:
     settings = load_settings()
     configure_logging(
@@ -77,7 +120,12 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    with discord_errors(settings):
+    with discord_errors(settings), quiet_startup(settings) as hold:
+
+        async def on_ready() -> None:
+            hold.release()
+
+        bot.add_listener(on_ready, "on_ready")
         async with bot:
             runner = asyncio.create_task(bot.start(token), name="bot")
             stopper = asyncio.create_task(stop.wait(), name="signals")
@@ -99,8 +147,9 @@ async def print_invite(args: argparse.Namespace) -> int:
     settings = _settings()
     token = settings.require_discord_token().get_secret_value()
     apply_discord_api_base(settings.discord_api_base)
-    with discord_errors(settings):
-        async with discord.Client(intents=discord.Intents.none()) as client:
+    with discord_errors(settings), quiet_startup(settings):
+        # Only REST is used; the guilds intent merely keeps discord.py from warning.
+        async with discord.Client(intents=discord.Intents(guilds=True)) as client:
             await client.login(token)
             app = await client.application_info()
     print(invite_url(app.id))
@@ -113,11 +162,13 @@ async def sync_commands(args: argparse.Namespace) -> int:
     settings = _settings()
     token = settings.require_discord_token().get_secret_value()
     bot = TTSBot(settings, start_services=False)
-    with discord_errors(settings):
+    with discord_errors(settings), quiet_startup(settings):
         async with bot:
             await bot.login(token)
             guild = discord.Object(args.guild) if args.guild else None
             synced = await bot.sync_commands(guild=guild)
-    where = f"server {args.guild}" if args.guild else "every server (may take up to an hour)"
-    print(f"synced {len(synced)} commands to {where}")
+    where = f"server {args.guild}" if args.guild else "every server"
+    print(f"Synced {len(synced)} commands to {where}.")
+    if args.guild is None and settings.dev_guild_id is not None:
+        print(f"Synced the owner commands to the developer server {settings.dev_guild_id}.")
     return 0
