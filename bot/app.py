@@ -188,9 +188,17 @@ class TTSBot(commands.AutoShardedBot):
 
         The developer server also gets the owner-only commands registered there.
         """
+        saved = self.tree.get_commands(guild=guild) if guild is not None else []
         if guild is not None:
             self.tree.copy_global_to(guild=guild)
-        synced = await self.tree.sync(guild=guild)
+        try:
+            synced = await self.tree.sync(guild=guild)
+        finally:
+            if guild is not None:
+                # copy_global_to changed the tree for good: put the guild's own commands back.
+                self.tree.clear_commands(guild=guild)
+                for command in saved:
+                    self.tree.add_command(command, guild=guild)
         dev = self.settings.dev_guild_id
         if guild is None and dev is not None:
             await self.tree.sync(guild=discord.Object(dev))
@@ -224,6 +232,11 @@ class TTSBot(commands.AutoShardedBot):
         voices = getattr(self, "voices", None)
         if voices is not None:
             await voices.aclose()
+        speech = getattr(self, "speech", None)
+        if speech is not None:
+            # The dropped items' quota charges are settling: let them write before the
+            # database closes, or the engine's dispose cuts a write in half.
+            await speech.aclose()
         catalog = getattr(self, "catalog", None)
         if catalog is not None:
             await catalog.aclose()

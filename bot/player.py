@@ -212,8 +212,8 @@ class GuildPlayer:
 
     def detach(self) -> None:
         """The voice connection is gone (kicked, left): drop everything."""
+        self.stop(outcome_error=DisconnectedError())  # stops discord.py's playback too
         self._voice = None
-        self.stop(outcome_error=DisconnectedError())
 
     @property
     def connected(self) -> bool:
@@ -353,7 +353,14 @@ class GuildPlayer:
                 self._start_job(item)
 
     def _start_job(self, item: SpeechItem) -> None:
-        job = item.make_job(item.frames)
+        try:
+            job = item.make_job(item.frames)
+        except Exception as exc:  # a broken item must not take the queue down with it
+            log.error("guild %s: %r could not start", self.guild_id, item, exc_info=exc)
+            item.error = exc
+            item.frames.abort()
+            self._loop.call_soon(self._maybe_start)
+            return
         item.job = job
         item.frames.on_first_frame = self._maybe_start
         item.task = self._loop.create_task(job.run(), name=f"item {item.id} guild {self.guild_id}")
@@ -366,6 +373,10 @@ class GuildPlayer:
             error = task.exception()
             if error is not None:
                 item.error = error
+                # Whatever the job left in its buffer is all there will be: let the source
+                # move on (a job that failed before finishing its frames would stall it).
+                if not item.frames.finished:
+                    item.frames.abort()
                 if isinstance(error, BotError):
                     log.info("guild %s: %r failed: %s", self.guild_id, item, error)
                 else:
@@ -437,7 +448,7 @@ class GuildPlayer:
 
     def _after(self, error: Exception | None) -> None:
         """discord.py's `after`, on the player thread: hand back to the loop."""
-        if self._loop.is_closed():
+        if self._loop.is_closed() or not self._loop.is_running():
             return  # the bot is gone
         coro = self._playback_ended(error)
         try:

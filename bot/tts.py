@@ -270,6 +270,14 @@ class SpeechService:
 
         return make
 
+    async def aclose(self, grace: float = 10.0) -> None:
+        """Wait for the quota charges of finished items to be written (bot shutdown)."""
+        pending = [task for task in self._followups if not task.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+
     def _watch(self, item: SpeechItem, charge: Charge) -> None:
         """An item dropped before its job ran still holds a reservation: release it."""
 

@@ -8,6 +8,7 @@ left of servers whose period is over. The dates live in the database
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -35,12 +36,17 @@ class GuildLifecycle(commands.Cog):
     def __init__(self, bot: TTSBot) -> None:
         self.bot = bot
         self.grace = grace_period(bot)
+        self._purging: asyncio.Task[list[int]] | None = None
 
     async def cog_load(self) -> None:
         self.purge_loop.start()
 
     async def cog_unload(self) -> None:
         self.purge_loop.cancel()
+        # A purge in progress finishes its transaction: cut halfway, the SQLite driver is
+        # left with a connection that never closes.
+        if self._purging is not None and not self._purging.done():
+            await asyncio.wait([self._purging], timeout=10)
 
     @property
     def _guilds(self) -> GuildSettingsRepository | None:
@@ -98,7 +104,8 @@ class GuildLifecycle(commands.Cog):
     @tasks.loop(hours=PURGE_INTERVAL_HOURS)
     async def purge_loop(self) -> None:
         try:
-            await self.purge()
+            self._purging = asyncio.ensure_future(self.purge())
+            await asyncio.shield(self._purging)
         except Exception:  # keep the loop alive; the next round retries
             log.exception("purging departed guilds failed")
 

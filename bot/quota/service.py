@@ -20,6 +20,7 @@ The ledger decides about credits; this service is what sits between it and the b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
@@ -296,6 +297,7 @@ class QuotaService:
         self._account_lock = asyncio.Lock()
         self._next_purge: datetime | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ charging
@@ -522,6 +524,7 @@ class QuotaService:
     def start(self) -> None:
         """Start the periodic maintenance (idempotent)."""
         if self._maintenance is None or self._maintenance.done():
+            self._stopping = asyncio.Event()
             self._maintenance = asyncio.get_running_loop().create_task(
                 self._maintain(), name="quota maintenance"
             )
@@ -539,12 +542,14 @@ class QuotaService:
         return MaintenanceReport(expired=expired, purged=purged)
 
     async def _maintain(self) -> None:
-        while True:
+        stopping = self._stopping
+        while not stopping.is_set():
             try:
                 await self.maintenance_step()
             except Exception:
                 log.exception("quota maintenance failed; trying again next time")
-            await asyncio.sleep(self.expire_interval.total_seconds())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.expire_interval.total_seconds())
 
     async def wait_idle(self) -> None:
         """Wait for the alerts and owner notices in flight (tests, shutdown)."""
@@ -555,8 +560,14 @@ class QuotaService:
         """Stop the maintenance; give alerts and notices in flight `CLOSE_GRACE` seconds."""
         task, self._maintenance = self._maintenance, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            # Let a step in progress finish its transaction: a database call cancelled
+            # halfway leaves the SQLite driver with a connection that never closes.
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), CLOSE_GRACE)
+            except TimeoutError:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._background:
             _done, pending = await asyncio.wait(list(self._background), timeout=CLOSE_GRACE)
             for leftover in pending:
