@@ -98,6 +98,22 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Operator c
             for command in own:
                 tree.add_command(command, guild=guild)
 
+    @app_commands.command(name="account", description="The ElevenLabs plan, credits and reset")
+    @owner_only()
+    async def account(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        sub = await self.bot.elevenlabs.subscription()
+        embed = discord.Embed(title="ElevenLabs account")
+        embed.add_field(name="Plan", value=sub.tier or "unknown")
+        embed.add_field(
+            name="Credits",
+            value=f"{sub.character_count:,} used of {sub.character_limit:,} "
+            f"({sub.remaining:,} left)",
+        )
+        if sub.next_character_count_reset_unix:
+            embed.add_field(name="Resets", value=f"<t:{sub.next_character_count_reset_unix}:D>")
+        await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
 
 async def setup(bot: TTSBot) -> None:
     guild_id = bot.settings.dev_guild_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -84,6 +85,13 @@ class Speech(commands.Cog):
 
         async def watch() -> None:
             result = await queued.result()
+            if result.notice and result.outcome is Outcome.PLAYED:
+                # The voice was refused at synthesis time and another one spoke: say so once.
+                with contextlib.suppress(discord.HTTPException):
+                    await interaction.followup.send(
+                        result.notice, ephemeral=True, allowed_mentions=NO_MENTIONS
+                    )
+                return
             if result.outcome is not Outcome.FAILED or result.error is None:
                 return
             # The same table as the tree's errors: a known failure in words, anything else

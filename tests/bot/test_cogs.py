@@ -12,6 +12,7 @@ from discord import app_commands
 from bot.app import TTSBot, build_intents, cog_modules
 from bot.config import ConfigError, Settings, load_settings
 from tests.fakes.discord import DiscordHarness, FakeDiscordREST
+from tests.fakes.elevenlabs import FakeElevenLabs
 
 from .conftest import BotFactory
 
@@ -189,3 +190,19 @@ def test_intents_follow_read_messages(read_messages: bool) -> None:
     assert intents.guilds and intents.voice_states and intents.guild_messages
     assert not intents.members and not intents.presences  # never privileged beyond need
     assert TTSBot(load_settings(None, read_messages=read_messages)).intents == intents
+
+
+async def test_admin_account_shows_the_plan_to_owners_only(
+    tts: DiscordHarness, fake_elevenlabs: FakeElevenLabs
+) -> None:
+    await admin_here(tts)
+    refused = (await tts.invoke("admin account", user="alice")).last
+    assert refused.ephemeral and refused.content == "Only the bot's operators can use this."
+    log = await tts.invoke("admin account", user="owner")
+    assert log.callback.deferred and log.callback.ephemeral
+    reply = log.last
+    assert reply.ephemeral and reply.pings_nobody
+    fields = {f["name"]: f["value"] for f in reply.embeds[0]["fields"]}
+    assert fields["Plan"] == fake_elevenlabs.tier
+    assert f"of {fake_elevenlabs.character_limit:,}" in fields["Credits"]
+    assert fields["Resets"].startswith("<t:")

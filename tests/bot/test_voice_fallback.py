@@ -44,3 +44,19 @@ async def test_a_key_problem_is_not_retried_in_another_voice(
     result = await asyncio.wait_for(queued.result(), 20)
     assert result.outcome is Outcome.FAILED
     assert len(fake_elevenlabs.tts_requests) == 1  # no fallback attempt for a key problem
+
+
+async def test_speak_tells_the_caller_in_a_follow_up(
+    tts: DiscordHarness, fake_elevenlabs: FakeElevenLabs
+) -> None:
+    alice = tts.member("alice")
+    mine = next(
+        v["voice_id"] for v in fake_elevenlabs.available_voices if v["voice_id"] != DEFAULT_VOICE
+    )
+    await tts.bot.storage.users.update(alice.id, voice_id=mine)
+    fake_elevenlabs.fail_next(status=404, code="voice_not_found")
+    log = await tts.invoke("speak", text="Tell me if my voice changed.")
+    replies = await tts.wait_for_replies(log, 3, time_limit=20)
+    notice = replies[-1]
+    assert notice.ephemeral and notice.pings_nobody
+    assert "/voice set" in notice.content
