@@ -251,7 +251,7 @@ async def test_sync_with_a_dev_guild_puts_admin_there_only(
     assert names(dev_body) == ["admin"]
     admin = dev_body[0]
     assert int(admin["default_member_permissions"]) == discord.Permissions(administrator=True).value
-    assert [o["name"] for o in admin["options"]] == ["sync"]
+    assert sorted(o["name"] for o in admin["options"]) == ["account", "sync"]
 
 
 async def test_sync_to_one_guild(
