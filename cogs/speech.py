@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -12,9 +11,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import BotError
-from bot.player import GuildPlayer, Outcome, SpeechItem
-from bot.tree import NO_MENTIONS, explain, guild_only, interaction_context
+from bot.player import GuildPlayer, SpeechItem
+from bot.tree import NO_MENTIONS, guild_only, interaction_context
 from bot.voice import NotConnectedError
+from cogs._followups import follow_up_on_result
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -81,34 +81,13 @@ class Speech(commands.Cog):
         return await self.voice_autocomplete(interaction, current)
 
     def _report_failure(self, interaction: discord.Interaction, queued: Queued) -> None:
-        context = f"{interaction_context(interaction)} item={queued.item.id}"
-
-        async def watch() -> None:
-            result = await queued.result()
-            if result.notice and result.outcome is Outcome.PLAYED:
-                # The voice was refused at synthesis time and another one spoke: say so once.
-                with contextlib.suppress(discord.HTTPException):
-                    await interaction.followup.send(
-                        result.notice, ephemeral=True, allowed_mentions=NO_MENTIONS
-                    )
-                return
-            if result.outcome is not Outcome.FAILED or result.error is None:
-                return
-            # The same table as the tree's errors: a known failure in words, anything else
-            # logged with an id the reply quotes (never the exception's own text).
-            message = explain(result.error, context)
-            try:
-                await interaction.followup.send(
-                    f"I could not say that: {message}",
-                    ephemeral=True,
-                    allowed_mentions=NO_MENTIONS,
-                )
-            except discord.HTTPException as exc:  # the token expired (15 minutes)
-                log.debug("failure follow-up not sent: %s", exc)
-
-        task = asyncio.get_running_loop().create_task(watch())
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        follow_up_on_result(
+            interaction,
+            queued,
+            failure_prefix="I could not say that",
+            context=f"{interaction_context(interaction)} item={queued.item.id}",
+            tasks=self._watchers,
+        )
 
     def _player(self, interaction: discord.Interaction) -> GuildPlayer:
         """The guild's player, when the caller may control it."""

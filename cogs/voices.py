@@ -20,13 +20,13 @@ from discord.ext import commands
 
 from bot.elevenlabs.models import Voice
 from bot.errors import BotError
-from bot.player import Outcome
 from bot.tree import NO_MENTIONS, explain, reply_ephemeral
 from bot.voice import NotInVoiceError
 from bot.voices import CatalogNotReady, FacetKind, VoiceCatalog, VoiceNotFound
 from bot.voices.filters import SearchFilters
 from bot.voices.view_model import PER_PAGE, MenuOption, ResultsPage, render_page
 from cogs._checks import guild_only
+from cogs._followups import follow_up_on_result
 from cogs._tuning import bold
 
 if TYPE_CHECKING:
@@ -208,28 +208,16 @@ class SearchView(discord.ui.View):
 
     def _report_failure(self, interaction: discord.Interaction, queued: Queued, name: str) -> None:
         """Say so if the preview fails while playing (its file gone, say), as /speak does."""
-        context = (
-            f"/voices search preview guild={interaction.guild_id} user={interaction.user.id} "
-            f"interaction={interaction.id} item={queued.item.id}"
+        follow_up_on_result(
+            interaction,
+            queued,
+            failure_prefix=f"I could not play the preview of {bold(name)}",
+            context=(
+                f"/voices search preview guild={interaction.guild_id} "
+                f"user={interaction.user.id} interaction={interaction.id} item={queued.item.id}"
+            ),
+            tasks=self._watchers,
         )
-
-        async def watch() -> None:
-            result = await queued.result()
-            if result.outcome is not Outcome.FAILED or result.error is None:
-                return
-            message = explain(result.error, context)
-            try:
-                await interaction.followup.send(
-                    f"I could not play the preview of {bold(name)}: {message}",
-                    ephemeral=True,
-                    allowed_mentions=NO_MENTIONS,
-                )
-            except discord.HTTPException as exc:  # the token expired (15 minutes)
-                log.debug("preview failure follow-up not sent: %s", exc)
-
-        task = asyncio.get_running_loop().create_task(watch())
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
 
     @discord.ui.button(
         custom_id=PREVIOUS_ID, label="Previous", style=discord.ButtonStyle.secondary, row=2
