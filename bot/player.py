@@ -46,9 +46,11 @@ class QueueFullError(BotError):
         self.limit = limit
 
 
-class NotConnectedError(BotError):
+class PlayerClosedError(BotError):
+    """The player is shutting down (the bot left voice): nothing more can be queued on it."""
+
     def __init__(self) -> None:
-        super().__init__("I am not connected to a voice channel in this server.")
+        super().__init__("I am leaving the voice channel; try again in a moment.")
 
 
 class DisconnectedError(BotError):
@@ -243,7 +245,7 @@ class GuildPlayer:
     def enqueue(self, item: SpeechItem) -> int:
         """Queue `item`; returns how many items are ahead of it. Raises `QueueFullError`."""
         if self._closed:
-            raise NotConnectedError()
+            raise PlayerClosedError()
         with self._lock:
             if len(self._pending) >= self.queue_limit:
                 raise QueueFullError(self.queue_limit)
