@@ -135,6 +135,8 @@ class TTSBot(commands.AutoShardedBot):
                 application=settings.opus_application,
                 bitrate=settings.opus_bitrate_kbps,
                 signal_type=settings.opus_signal_type,
+                complexity=settings.opus_complexity,
+                channels=settings.opus_channels,
             ),
             idle_timeout=settings.idle_disconnect_seconds,
         )

@@ -89,9 +89,11 @@ class Settings(BaseSettings):
     queue_limit: int = Field(default=20, ge=1, le=500)
     max_text_chars: int = Field(default=500, ge=1, le=6000)
     idle_disconnect_seconds: float = Field(default=300.0, ge=0)
-    opus_bitrate_kbps: int = Field(default=64, ge=8, le=512)
+    opus_bitrate_kbps: int = Field(default=64, ge=6, le=510)
     opus_signal_type: Literal["auto", "voice", "music"] = "voice"
     opus_application: Literal["audio", "voip", "lowdelay"] = "audio"
+    opus_complexity: int = Field(default=5, ge=0, le=10)
+    opus_channels: int = Field(default=1, ge=1, le=2)
 
     # Storage
     database_url: str = "sqlite+aiosqlite:///data/bot.sqlite3"

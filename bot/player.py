@@ -1,19 +1,18 @@
 """The per-guild player: a FIFO of speech items played gaplessly through one voice client.
 
-In discord.py 2.7.1 every `VoiceClient.play()` builds a new encoder and thread,
-toggles the speaking state and ends with five silence packets, so one `play()`
-per item cannot be gapless. Instead the player plays one `GuildSource` per burst
-of speech: it moves from item to item by itself on the player thread, and ends
-after a short idle period with nothing queued. The next item after that starts a
-new `play()`, as soon as its first frame is decoded.
+The player hands one `GuildSource` per burst of speech to the process' `VoiceSender`
+(`bot.audio.sender`: one thread sends every guild's packets). The source moves from
+item to item by itself and ends after a short idle period with nothing queued; the
+next item after that starts a new playback as soon as its first packet is ready.
 
-While an item plays, the next one is already being synthesised and decoded
-(prefetch), so consecutive items follow each other with no added silence.
+Each item's audio is decoded and encoded to Opus ahead of time, as it arrives
+(`OpusFrameBuffer`), and while an item plays the next one is already being
+synthesised (prefetch), so consecutive items follow each other with no added silence.
 
-Threads: `GuildSource.read()` runs on discord.py's player thread. It only pops
-items from a locked deque and frames from their `FrameBuffer`s, and tells the
-loop what happened with `call_soon_threadsafe`; the `after` callback hands back
-with `run_coroutine_threadsafe`. Every asyncio object is touched on the loop only.
+Threads: `GuildSource.read()` runs on the sender's thread. It only pops items from a
+locked deque and packets from their buffers, and tells the loop what happened with
+`call_soon_threadsafe`; the `after` callback hands back with `run_coroutine_threadsafe`.
+Every asyncio object is touched on the loop only.
 """
 
 from __future__ import annotations
@@ -27,12 +26,13 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import discord
 
-from bot.audio.frames import FRAME_MS, SILENCE, FrameBuffer
+from bot.audio.frames import FRAME_MS, FrameBuffer
+from bot.audio.opus import OPUS_SILENCE, EncoderSettings, OpusEncoder, OpusFrameBuffer
 from bot.audio.pipeline import DecodeJob
+from bot.audio.sender import Playback, VoiceSender, shared_sender
 from bot.errors import BotError
 
 log = logging.getLogger(__name__)
@@ -71,28 +71,6 @@ class ItemResult:
     error: BaseException | None = None
     frames: int = 0
     notice: str | None = None  # e.g. the voice fell back to the server's
-
-
-@dataclass(frozen=True)
-class EncoderSettings:
-    """Opus encoder options passed to `VoiceClient.play()`."""
-
-    application: str = "audio"
-    bitrate: int = 64
-    signal_type: str = "voice"
-    fec: bool = True
-    expected_packet_loss: float = 0.15
-    bandwidth: str = "full"
-
-    def as_kwargs(self) -> dict[str, Any]:
-        return {
-            "application": self.application,
-            "bitrate": self.bitrate,
-            "signal_type": self.signal_type,
-            "fec": self.fec,
-            "expected_packet_loss": self.expected_packet_loss,
-            "bandwidth": self.bandwidth,
-        }
 
 
 JobFactory = Callable[[FrameBuffer], DecodeJob]
@@ -134,13 +112,19 @@ class SpeechItem:
 
 
 class GuildSource(discord.AudioSource):
-    """What discord.py plays for one burst of speech: item after item, then idle, then end."""
+    """What the sender plays for one burst of speech: item after item, then idle, then end.
+
+    Yields Opus packets: the items' buffers hold packets encoded ahead of time
+    (`OpusFrameBuffer`); a plain PCM buffer (a test's, say) is encoded here, on the
+    sender's thread.
+    """
 
     def __init__(self, player: GuildPlayer, idle_end_ms: int) -> None:
         self._player = player
         self._current: SpeechItem | None = None
         self._idle_limit = max(1, idle_end_ms // FRAME_MS)
         self._idle_frames = 0
+        self._encoder: OpusEncoder | None = None
         self.frames_sent = 0
 
     def read(self) -> bytes:
@@ -150,19 +134,24 @@ class GuildSource(discord.AudioSource):
                 item = self._player._take_next()
                 if item is None:
                     self._idle_frames += 1
-                    return b"" if self._idle_frames > self._idle_limit else SILENCE
+                    return b"" if self._idle_frames > self._idle_limit else OPUS_SILENCE
                 self._current = item
                 self._idle_frames = 0
                 self._player._from_thread(self._player._item_started, item)
-            frame = item.frames.read_frame()
+            frames = item.frames
+            frame = frames.read_frame()
             if frame:
                 self.frames_sent += 1
-                return frame
+                if isinstance(frames, OpusFrameBuffer):
+                    return frame
+                if self._encoder is None:
+                    self._encoder = OpusEncoder(self._player.encoder)
+                return self._encoder.encode(frame)
             self._current = None
             self._player._from_thread(self._player._item_left_source, item)
 
     def is_opus(self) -> bool:
-        return False
+        return True
 
     def cleanup(self) -> None:
         """The playback ended (stopped, disconnected) with an item half-read: it was cut."""
@@ -182,6 +171,7 @@ class GuildPlayer:
         prefetch: int = 1,
         idle_end_ms: int = DEFAULT_IDLE_END_MS,
         encoder: EncoderSettings | None = None,
+        sender: VoiceSender | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.guild_id = guild_id
@@ -189,12 +179,14 @@ class GuildPlayer:
         self.prefetch = prefetch
         self.idle_end_ms = idle_end_ms
         self.encoder = encoder or EncoderSettings()
+        self.sender = sender or shared_sender()
         self._loop = loop or asyncio.get_running_loop()
         self._lock = threading.Lock()
         self._pending: deque[SpeechItem] = deque()  # not yet taken by the source
         self._current: SpeechItem | None = None  # taken by the source, not yet finished
         self._voice: discord.VoiceClient | None = None
         self._source: GuildSource | None = None
+        self._playback: Playback | None = None
         self._closed = False
         self.playbacks = 0  # how many play() calls; for tests and metrics
 
@@ -251,6 +243,7 @@ class GuildPlayer:
                 raise QueueFullError(self.queue_limit)
             ahead = len(self._pending) + (1 if self._current else 0)
             item.result = self._loop.create_future()
+            self._encode_ahead(item)
             self._pending.append(item)
         log.debug("guild %s: queued %r, %d ahead", self.guild_id, item, ahead)
         self._schedule_jobs()
@@ -289,10 +282,21 @@ class GuildPlayer:
             current.error = current.error or outcome_error
             self._abort(current)
             dropped.append(current)
-        voice = self._voice
-        if voice is not None and self._source is not None:
-            voice.stop()
+        playback = self._playback
+        if playback is not None and self._source is not None:
+            playback.stop()
         return len(dropped)
+
+    def _encode_ahead(self, item: SpeechItem) -> None:
+        """Give a new item a buffer that encodes to Opus as it is written (`bot.audio.opus`).
+
+        A buffer that already holds audio (filled by a test, say) is kept: the source
+        encodes it while it plays.
+        """
+        frames = item.frames
+        untouched = not (frames.frames_written or frames.pending_bytes or frames.finished)
+        if type(frames) is FrameBuffer and untouched and item.task is None:
+            item.frames = OpusFrameBuffer(frames.capacity, encoder=self.encoder)
 
     def remove(self, predicate: Callable[[SpeechItem], bool]) -> list[SpeechItem]:
         """Remove matching items; a matching item being spoken stops (deleted messages)."""
@@ -325,7 +329,7 @@ class GuildPlayer:
             target.task = None
             target.job = None
             target.frames.abort()
-            target.frames = FrameBuffer(capacity=target.frames.capacity)
+            target.frames = OpusFrameBuffer(target.frames.capacity, encoder=self.encoder)
         target.make_job = make_job
         self._schedule_jobs()
         return True
@@ -335,9 +339,6 @@ class GuildPlayer:
         self._closed = True
         tasks = [i.task for i in [*self.pending(), self._current] if i and i.task]
         self.stop(outcome_error=DisconnectedError())
-        voice = self._voice
-        if voice is not None and voice.is_playing():
-            voice.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -438,8 +439,8 @@ class GuildPlayer:
         self._source = source
         self.playbacks += 1
         try:
-            voice.play(source, after=self._after, **self.encoder.as_kwargs())
-        except discord.ClientException as exc:
+            self._playback = self.sender.play(voice, source, self._after)
+        except RuntimeError as exc:  # the sender is closed: the bot is shutting down
             log.warning("guild %s: could not start playback: %s", self.guild_id, exc)
             self._source = None
 
@@ -449,7 +450,7 @@ class GuildPlayer:
         self._schedule_jobs()
 
     def _after(self, error: Exception | None) -> None:
-        """discord.py's `after`, on the player thread: hand back to the loop."""
+        """The playback ended (the sender's `after`, on its thread): hand back to the loop."""
         if self._loop.is_closed() or not self._loop.is_running():
             return  # the bot is gone
         coro = self._playback_ended(error)
@@ -460,6 +461,7 @@ class GuildPlayer:
 
     async def _playback_ended(self, error: Exception | None) -> None:
         self._source = None
+        self._playback = None
         if error is not None:
             log.error("guild %s: playback failed", self.guild_id, exc_info=error)
         if self._voice is not None and not self._voice.is_connected():

@@ -75,6 +75,8 @@ EVERY_VARIABLE: dict[str, tuple[str, object]] = {
     "OPUS_BITRATE_KBPS": ("96", 96),
     "OPUS_SIGNAL_TYPE": ("music", "music"),
     "OPUS_APPLICATION": ("voip", "voip"),
+    "OPUS_COMPLEXITY": ("3", 3),
+    "OPUS_CHANNELS": ("2", 2),
     "DATABASE_URL": ("sqlite+aiosqlite:///tmp/x.db", "sqlite+aiosqlite:///tmp/x.db"),
     "GUILD_DATA_GRACE_DAYS": ("7", 7),
     "CATALOG_REFRESH_SECONDS": ("120", 120.0),
@@ -146,6 +148,8 @@ def test_dotenv_in_the_working_directory_is_read(
         ("READ_MESSAGES", "maybe"),
         ("QUEUE_LIMIT", "0"),
         ("OPUS_SIGNAL_TYPE", "speech"),
+        ("OPUS_COMPLEXITY", "11"),
+        ("OPUS_CHANNELS", "6"),
         ("MAX_TEXT_CHARS", "100000"),
     ],
 )

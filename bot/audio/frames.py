@@ -45,10 +45,15 @@ class FrameBuffer:
     write a WAV as fast as the audio is decoded).
     """
 
+    silence = SILENCE  # what a reader gets on underrun
+
     def __init__(self, capacity: int = DEFAULT_CAPACITY_FRAMES) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least one frame")
         self.capacity = capacity
+        # A waiting writer is woken when the reader has taken the buffer down to this, not
+        # at every frame: one wake-up of the loop per half buffer instead of one per 20 ms.
+        self.low_water = capacity // 2
         self._frames: deque[bytes] = deque()
         self._partial = bytearray()
         self._finished = False
@@ -178,9 +183,9 @@ class FrameBuffer:
             if finished:
                 return b""
             self.underruns += 1
-            return SILENCE
+            return self.silence
         self.frames_read += 1
-        if self._writer_waiting and self._loop is not None:
+        if self._writer_waiting and self._loop is not None and len(self._frames) <= self.low_water:
             self._writer_waiting = False
             # RuntimeError: the loop is closed, so nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
@@ -193,7 +198,7 @@ class FrameBuffer:
             frame = self._frames.popleft() if self._frames else None
         if frame is not None:
             self.frames_read += 1
-            if self._writer_waiting:
+            if self._writer_waiting and len(self._frames) <= self.low_water:
                 self._writer_waiting = False
                 self._space.set()
         return frame

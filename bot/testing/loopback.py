@@ -287,6 +287,7 @@ class LoopbackVoiceClient(discord.VoiceClient):
         self.wait_timeout: float = 10.0
         self.gateway_requests: list[GatewayVoiceRequest] = []
         self.plays: list[PlayCall] = []
+        self.sender_playbacks: list[Any] = []  # bot.audio.sender.Playback, newest last
         self.owns_client: bool = False
         self._captures: list[tuple[float, bytes, threading.Thread]] = []
         self._decrypted: list[SentPacket] = []
@@ -435,10 +436,27 @@ class LoopbackVoiceClient(discord.VoiceClient):
             )
         )
 
+    def on_sender_playback(self, playback: Any) -> None:
+        """Called by ``bot.audio.sender.VoiceSender.play`` (the bot's own player) on this client."""
+        self.sender_playbacks.append(playback)
+
+    @property
+    def packet_interval(self) -> float:
+        """Seconds between packets for the bot's sender: 20 ms divided by ``speed``."""
+        return 0.0 if math.isinf(self.speed) else AudioPlayer.DELAY / self.speed
+
+    @property
+    def playbacks(self) -> int:
+        """How many playbacks were started: ``play()`` calls and the bot sender's."""
+        return len(self.plays) + len(self.sender_playbacks)
+
     @property
     def player_running(self) -> bool:
-        """True while any player thread started by ``play()`` is alive (``after`` not yet done)."""
-        return any(call.player.is_alive() for call in self.plays)
+        """True while a playback is on: a ``play()`` thread alive, or a sender playback not
+        done (``after`` not yet called, source not yet cleaned up)."""
+        return any(call.player.is_alive() for call in self.plays) or any(
+            not playback.done for playback in self.sender_playbacks
+        )
 
     # what was sent
 

@@ -116,7 +116,7 @@ async def test_a_failing_item_gets_a_follow_up_saying_so(
 async def test_a_played_item_gets_no_failure_follow_up(tts: DiscordHarness) -> None:
     log, _ = await speak(tts, "Fine.")
     voice = voice_of(tts)
-    await voice.wait_until(lambda: len(voice.plays) == 1)
+    await voice.wait_until(lambda: voice.playbacks == 1)
     await voice.wait_until_done()
     await tts.settle(10)
     assert len(log.replies) == 2

@@ -20,7 +20,7 @@ async def test_speak_joins_the_callers_channel_and_says_the_text(tts: DiscordHar
     voice = tts.guild.guild.voice_client
     assert isinstance(voice, LoopbackVoiceClient)
     assert voice.channel.id == tts.guild.channel_ids["lounge"]
-    await voice.wait_until(lambda: len(voice.plays) == 1)
+    await voice.wait_until(lambda: voice.playbacks == 1)
     await voice.wait_until_done()
     reference = await reference_pcm(DEFAULT_VOICE, "Hello from the speak command.", channels=2)
     assert align(reference, voice.decode_pcm()).correlation > 0.95

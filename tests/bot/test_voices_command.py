@@ -337,6 +337,8 @@ async def test_a_preview_queues_behind_speech(
 ) -> None:
     log = await tts.invoke("speak", text="A message long enough to still be playing afterwards.")
     await tts.wait_for_replies(log, 2)
+    speaking = tts.bot.voices.players[tts.guild.id]
+    await voice_client(tts).wait_until(lambda: speaking.current is not None, what="speaking")
     _, reply = await search(tts, query="Bella")
 
     played = await tts.select(reply, PREVIEW_ID, [catalog_voice(tts, "Bella").voice_id])

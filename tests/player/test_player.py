@@ -1,4 +1,4 @@
-"""The guild player through discord.py's real player, encoder and encryption (loopback).
+"""The guild player through the bot's sender, Opus encoder and discord.py's encryption (loopback).
 
 Assertions are on what was sent: packet counts, RTP continuity, decoded audio
 compared with the fake's own speech. Timing belongs to the benchmarks.
@@ -13,10 +13,12 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from bot.audio.frames import FRAME_BYTES
+from bot.audio.frames import FRAME_BYTES, FRAME_MS
+from bot.audio.sender import END_SILENCE
 from bot.elevenlabs.client import ElevenLabsClient, RetryPolicy
 from bot.elevenlabs.errors import VoiceNotFoundError
 from bot.player import (
+    DEFAULT_IDLE_END_MS,
     DisconnectedError,
     EncoderSettings,
     GuildPlayer,
@@ -210,7 +212,10 @@ async def test_playback_ends_when_idle_and_restarts_for_the_next_item(
     await loopback_voice.wait_until_done()
     assert await settle(lambda: not player.playing)
     packets_after_first = loopback_voice.packet_count
-    assert loopback_voice.silence_packet_count() == 5  # discord.py's end of play()
+    # The idle period (Opus silence until the source ends), then the sender's end of
+    # playback, as discord.py's player ends one: five silence frames.
+    idle_frames = DEFAULT_IDLE_END_MS // FRAME_MS
+    assert loopback_voice.silence_packet_count() == idle_frames + END_SILENCE
 
     second = item(synth, TEXTS[1])
     assert player.enqueue(second) == 0
@@ -218,7 +223,8 @@ async def test_playback_ends_when_idle_and_restarts_for_the_next_item(
     await loopback_voice.wait_until_done()
     assert player.playbacks == 2
     assert loopback_voice.packet_count > packets_after_first
-    assert len(loopback_voice.plays) == 2
+    assert loopback_voice.playbacks == 2
+    assert loopback_voice.plays == [], "the bot's sender plays, not discord.py's player"
 
 
 async def test_removing_a_prefetched_item_cancels_its_request(
@@ -260,17 +266,22 @@ async def test_an_edited_item_not_yet_played_is_spoken_as_edited(
     assert align(reference, loopback_voice.decode_pcm()).correlation > 0.95
 
 
-async def test_encoder_settings_reach_discord_py(
+async def test_encoder_settings_shape_the_packets(
     synth: Synthesizer, loopback_voice: LoopbackVoiceClient
 ) -> None:
-    player = GuildPlayer(
-        1, encoder=EncoderSettings(application="voip", bitrate=48, signal_type="voice")
-    )
+    settings = EncoderSettings(application="voip", bitrate=24, bandwidth="wide", channels=1)
+    player = GuildPlayer(1, encoder=settings)
     player.attach(loopback_voice)
     spoken = item(synth, TEXTS[0])
     player.enqueue(spoken)
-    await asyncio.wait_for(spoken.wait(), 20)
+    assert (await asyncio.wait_for(spoken.wait(), 20)).outcome is Outcome.PLAYED
     await loopback_voice.wait_until_done()
-    call = loopback_voice.plays[0]
-    assert (call.application, call.bitrate, call.signal_type) == ("voip", 48, "voice")
+    speech = [p.opus for p in loopback_voice.packets if not p.is_silence]
+    assert speech
+    # Every packet's TOC byte (RFC 6716, 3.1): mono, 20 ms frames, and at 24 kbit/s in
+    # voip mode at wideband, SILK-only (configurations 0-11) at wideband (8-11).
+    assert all(p[0] & 0x04 == 0 for p in speech), "mono packets"
+    configs = {p[0] >> 3 for p in speech}
+    assert configs <= {8, 9, 10, 11}, configs
+    assert all((p[0] >> 3) % 4 == 1 for p in speech), "20 ms frames"
     await player.aclose()
