@@ -57,7 +57,7 @@ FULL = Plan(
         "mp3_speech_encoder",
         "pcm48_default_encoder",
         "pcm48_speech_encoder",
-        "pcm48_speech_encoder_complexity3",
+        "mp3_discord_py_encoder",
         "opus_passthrough",
     ],
     burst_messages=1000,

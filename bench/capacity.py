@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.common import (
     DEFAULT_ENCODER,
+    DISCORD_PY_ENCODER,
     LONG_TEXT,
     SPEECH_ENCODER,
     VOICE,
@@ -38,7 +39,6 @@ from bench.common import (
     r1,
     rss_kb,
 )
-from bench.passthrough import OggOpusParser, OpusPassthroughSource
 from bot.player import EncoderSettings, GuildPlayer, SpeechItem
 from bot.speech import SpeechRequest, Synthesizer
 from tests.fakes import speech
@@ -57,28 +57,6 @@ async def _wait(predicate: Any, limit: float) -> bool:
     return True
 
 
-async def _passthrough(synth: Synthesizer, voice: BenchVoiceClient, stats: dict[str, Any]) -> None:
-    stream = synth.client.stream_speech(VOICE, LONG_TEXT, output_format=PASSTHROUGH_FORMAT)
-    await stream.open()
-    parser = OggOpusParser()
-    source = OpusPassthroughSource()
-    started = False
-    try:
-        async for chunk in stream:
-            packets = parser.feed(chunk)
-            source.push(packets)
-            if packets and not started:
-                voice.play(source)
-                started = True
-    finally:
-        await stream.aclose()
-        source.finished = True
-    stats["headers_dropped"] = stats.get("headers_dropped", 0) + parser.headers_dropped
-    for ms, count in parser.durations_ms.items():
-        stats.setdefault("packet_ms", {}).setdefault(str(ms), 0)
-        stats["packet_ms"][str(ms)] += count
-
-
 async def step(
     synth: Synthesizer,
     n: int,
@@ -86,8 +64,6 @@ async def step(
     fmt: str,
     encoder: EncoderSettings,
     window: float,
-    passthrough: bool = False,
-    complexity: int | None = None,
 ) -> dict[str, Any]:
     """N guilds speaking at once; the figures of one measurement window."""
     gc.collect()
@@ -99,25 +75,20 @@ async def step(
     try:
         for _ in range(n):
             voice = await farm.voice()
-            voice.complexity = complexity
             voices.append(voice)
-            if not passthrough:
-                player = GuildPlayer(voice.guild.id, encoder=encoder)
-                player.attach(voice)
-                players.append(player)
+            player = GuildPlayer(voice.guild.id, encoder=encoder)
+            player.attach(voice)
+            players.append(player)
         rss_idle = rss_kb()
         started = time.perf_counter()
         request = SpeechRequest(LONG_TEXT, VOICE, output_format=fmt)
         items: list[SpeechItem] = []
         for i in range(n):
-            if passthrough:
-                tasks.append(asyncio.create_task(_passthrough(synth, voices[i], stats)))
-            else:
-                item = SpeechItem(
-                    make_job=lambda frames: synth.job(request, frames=frames), requester_id=1
-                )
-                players[i].enqueue(item)
-                items.append(item)
+            item = SpeechItem(
+                make_job=lambda frames: synth.job(request, frames=frames), requester_id=1
+            )
+            players[i].enqueue(item)
+            items.append(item)
 
         def started_or_failed() -> bool:
             # An item that ended before the window (an upstream error) fails the step at once.
@@ -182,9 +153,9 @@ async def step(
     }
     if "errors" in stats:
         result["errors"] = stats["errors"]
-    if passthrough:
-        result["opus_headers_dropped_per_stream"] = stats.get("headers_dropped", 0) / n
-        result["opus_packet_ms"] = stats.get("packet_ms", {})
+    passed = sum(getattr(i.frames, "packets_passed", 0) for i in items)
+    if passed:  # Opus from upstream, sent as it came
+        result["opus_packets_passed_per_stream"] = passed // n
     return result
 
 
@@ -195,8 +166,6 @@ async def search(
     encoder: EncoderSettings,
     ladder: list[int],
     window: float,
-    passthrough: bool = False,
-    complexity: int | None = None,
     attempts: int = 1,
     log: Any = print,
 ) -> dict[str, Any]:
@@ -212,11 +181,9 @@ async def search(
                 fmt=fmt,
                 encoder=encoder,
                 window=window,
-                passthrough=passthrough,
-                complexity=complexity,
             )
-            label = "passthrough" if passthrough else encoder.application
-            log(f"  capacity {fmt} {label} c={complexity}: {result}")
+            label = "passthrough" if fmt.startswith("opus") else encoder.application
+            log(f"  capacity {fmt} {label} c={encoder.complexity}: {result}")
             steps.append(result)
             if result["ok"]:
                 break
@@ -233,8 +200,6 @@ async def search(
             fmt=fmt,
             encoder=encoder,
             window=window,
-            passthrough=passthrough,
-            complexity=complexity,
         )
         log(f"  capacity {fmt} bisect: {result}")
         steps.append(result)
@@ -242,9 +207,7 @@ async def search(
             best = result
     return {
         "format": fmt,
-        "encoder": "opus passthrough"
-        if passthrough
-        else {**asdict(encoder), "opus_complexity": 10 if complexity is None else complexity},
+        "encoder": "opus passthrough" if fmt.startswith("opus") else asdict(encoder),
         "streams": best["streams"] if best else 0,
         "at_best": best,
         "limit_not_reached": failed_at is None,
@@ -300,26 +263,25 @@ async def run(
     for fmt in ("mp3_44100_128", "pcm_48000", PASSTHROUGH_FORMAT):
         await speech.render_speech(VOICE, LONG_TEXT, fmt)
     configs = {
-        "mp3_default_encoder": ("mp3_44100_128", DEFAULT_ENCODER, False, None),
-        "mp3_speech_encoder": ("mp3_44100_128", SPEECH_ENCODER, False, None),
-        "pcm48_default_encoder": ("pcm_48000", DEFAULT_ENCODER, False, None),
-        "pcm48_speech_encoder": ("pcm_48000", SPEECH_ENCODER, False, None),
-        # Not possible in the bot today: discord.py has no complexity setting (see the docs).
-        "pcm48_speech_encoder_complexity3": ("pcm_48000", SPEECH_ENCODER, False, 3),
-        "opus_passthrough": (PASSTHROUGH_FORMAT, DEFAULT_ENCODER, True, None),
+        "mp3_default_encoder": ("mp3_44100_128", DEFAULT_ENCODER),
+        "mp3_speech_encoder": ("mp3_44100_128", SPEECH_ENCODER),
+        "pcm48_default_encoder": ("pcm_48000", DEFAULT_ENCODER),
+        "pcm48_speech_encoder": ("pcm_48000", SPEECH_ENCODER),
+        # discord.py's own encoding (stereo, complexity 10), through the bot's sender.
+        "mp3_discord_py_encoder": ("mp3_44100_128", DISCORD_PY_ENCODER),
+        # ElevenLabs' Ogg Opus sent as it comes: no ffmpeg, no decoding, no encoding.
+        "opus_passthrough": (PASSTHROUGH_FORMAT, DEFAULT_ENCODER),
     }
     out: dict[str, Any] = {}
     async with elevenlabs_client(base_url, api_key) as synth:
         for name in variants:
-            fmt, encoder, passthrough, complexity = configs[name]
+            fmt, encoder = configs[name]
             out[name] = await search(
                 synth,
                 fmt=fmt,
                 encoder=encoder,
                 ladder=ladder,
                 window=window,
-                passthrough=passthrough,
-                complexity=complexity,
                 attempts=attempts,
                 log=log,
             )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import platform
@@ -70,10 +69,13 @@ GAPLESS_TEXTS = [
 ]
 TTFA_FORMATS = ("mp3_44100_128", "pcm_24000", "pcm_48000")
 
-# The bot's own encoder settings (bot.player.EncoderSettings defaults, which the bot's
-# OPUS_* settings default to) and a speech-tuned set: voip mode, wideband, 32 kbit/s.
+# The bot's own encoder settings (bot.audio.opus.EncoderSettings defaults, which the bot's
+# OPUS_* settings default to: mono, 64 kbit/s, complexity 5), a speech-tuned set (voip
+# mode, wideband, 32 kbit/s, complexity 3) and what discord.py's player encodes with
+# (stereo, libopus' default complexity 10).
 DEFAULT_ENCODER = EncoderSettings()
-SPEECH_ENCODER = EncoderSettings(application="voip", bitrate=32, bandwidth="wide")
+SPEECH_ENCODER = EncoderSettings(application="voip", bitrate=32, bandwidth="wide", complexity=3)
+DISCORD_PY_ENCODER = EncoderSettings(channels=2, complexity=10)
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -242,29 +244,13 @@ class LoopLag:
 # ---------------------------------------------------------------------------- voice clients
 
 
-OPUS_SET_COMPLEXITY_REQUEST = 4010
-
-
 class BenchVoiceClient(LoopbackVoiceClient):
     """The loopback voice client without its per-packet wake-up of the event loop.
 
     `LoopbackVoiceClient._capture` calls `loop.call_soon_threadsafe` for every packet so that
     tests can await packets; at 150 streams that is 7,500 wake-ups a second that a real
     `sendto()` never costs. Here a packet is only stamped and stored; waits poll every 10 ms.
-
-    `complexity` (0-10), when set, lowers the Opus encoder's complexity after `play()` built
-    it: discord.py leaves libopus at its default (10) and has no setting for it.
     """
-
-    complexity: int | None = None
-
-    def play(self, source: Any, **kwargs: Any) -> None:
-        super().play(source, **kwargs)
-        encoder = getattr(self, "encoder", None)
-        if self.complexity is not None and encoder is not None:
-            discord.opus._lib.opus_encoder_ctl(
-                encoder._state, OPUS_SET_COMPLEXITY_REQUEST, ctypes.c_int(self.complexity)
-            )
 
     def _capture(self, packet: bytes) -> None:
         self._captures.append((time.perf_counter(), bytes(packet), threading.current_thread()))

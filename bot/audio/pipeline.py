@@ -4,8 +4,9 @@ Three stages run as tasks on the event loop:
 1. fetch: reads the HTTP body as fast as it arrives into the item's own buffer
    (capped), so the ElevenLabs concurrency slot is released as soon as synthesis
    ends, however slowly the audio plays;
-2. feed: writes that buffer into ffmpeg's stdin (or converts `pcm_48000` from
-   mono to stereo in Python, with no ffmpeg at all);
+2. feed: writes that buffer into ffmpeg's stdin (or converts raw PCM and μ/A-law
+   in Python, or splits Ogg Opus into packets for a buffer that takes them as they
+   are: no ffmpeg at all for those);
 3. drain: reads ffmpeg's stdout into the `FrameBuffer`, whose bound is the only
    back-pressure: it stops ffmpeg, which stops the feed, never the fetch.
 
@@ -22,12 +23,13 @@ import logging
 import shutil
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.audio.formats import FormatPolicy, InputFormat, ffmpeg_command
 from bot.audio.frames import FrameBuffer, RawToDiscord
+from bot.audio.ogg import OggError, OggOpusParser
 from bot.elevenlabs.errors import PlanRestrictionError
 from bot.errors import BotError
 
@@ -177,13 +179,13 @@ class DecodeJob:
         while True:
             self.output_format = fmt_name
             fmt = InputFormat.parse(fmt_name)
-            if fmt.needs_ffmpeg and shutil.which(self.ffmpeg_path) is None:
+            if self._decoder_needed(fmt) and shutil.which(self.ffmpeg_path) is None:
                 # Before the request: a missing decoder must not cost a billed synthesis.
                 raise FFmpegNotFoundError(self.ffmpeg_path)
             self.stream = self._open_stream(fmt_name)
             try:
                 # Spawn the decoder while the request is on its way.
-                spawn = self._spawn(fmt) if fmt.needs_ffmpeg else _noop()
+                spawn = self._spawn(fmt) if self._decoder_needed(fmt) else _noop()
                 results = await asyncio.gather(spawn, self.stream.open(), return_exceptions=True)
             except BaseException:
                 await self._cleanup()
@@ -203,6 +205,13 @@ class DecodeJob:
         self.timings.first_byte_at = self.stream.first_byte_at
         await self._pump(fmt)
 
+    def _passes_opus(self, fmt: InputFormat) -> bool:
+        """Ogg Opus into a buffer that takes Opus packets: no decoder at all."""
+        return fmt.codec == "opus" and getattr(self.frames, "accepts_opus", False)
+
+    def _decoder_needed(self, fmt: InputFormat) -> bool:
+        return fmt.needs_ffmpeg and not self._passes_opus(fmt)
+
     async def _spawn(self, fmt: InputFormat) -> None:
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -219,7 +228,9 @@ class DecodeJob:
         self._frames_before = self.frames.frames_written
         fetch = asyncio.create_task(self._fetch(fifo), name=f"fetch {self.label}")
         proc = self._proc
-        if proc is None:
+        if proc is None and self._passes_opus(fmt):
+            workers = [asyncio.create_task(self._unwrap(fifo), name=f"ogg {self.label}")]
+        elif proc is None:
             workers = [asyncio.create_task(self._convert(fifo, fmt), name=f"convert {self.label}")]
         else:
             workers = [
@@ -304,10 +315,23 @@ class DecodeJob:
         while chunk := await fifo.get():
             await self._deliver(converter.convert(chunk))
 
+    async def _unwrap(self, fifo: ByteFifo) -> None:
+        parser = OggOpusParser()
+        write_opus = self.frames.write_opus  # type: ignore[attr-defined]
+        try:
+            while chunk := await fifo.get():
+                await self._delivered(write_opus(parser.feed(chunk)))
+        except OggError:
+            raise DecoderError("the Opus stream is not Ogg") from None
+
     async def _deliver(self, pcm: bytes) -> None:
+        await self._delivered(self.frames.write(pcm))
+
+    async def _delivered(self, writing: Coroutine[Any, Any, None]) -> None:
         if self.frames.aborted:
+            writing.close()
             raise PlaybackAbortedError()
-        await self.frames.write(pcm)
+        await writing
         if self.timings.first_frame_at is None and self.frames.frames_written > self._frames_before:
             # This job's own first frame (the buffer may have carried earlier items).
             self.timings.first_frame_at = time.perf_counter()
