@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import audioop
+import contextlib
 import ctypes
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -151,6 +153,14 @@ class OpusEncoder:
 
 
 _pool: ThreadPoolExecutor | None = None
+ENCODER_NICENESS: Final = 10
+
+
+def _behind_the_sender() -> None:
+    """Encoding works ahead (seconds of audio are buffered): when the cores are busy, the
+    sender's thread and the event loop go first. Linux applies niceness per thread."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ENCODER_NICENESS)
 
 
 def encode_pool() -> ThreadPoolExecutor:
@@ -158,7 +168,9 @@ def encode_pool() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(
-            max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="opus-encode"
+            max_workers=max(1, min(4, os.cpu_count() or 1)),
+            thread_name_prefix="opus-encode",
+            initializer=_behind_the_sender,
         )
     return _pool
 
@@ -189,6 +201,8 @@ class OpusFrameBuffer(FrameBuffer):
         assume 20 ms per packet, so from the first packet of another duration on, the
         stream is decoded and encoded again in 20 ms frames.
         """
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         for packet in packets:
             if self._aborted:
                 return

@@ -7,13 +7,17 @@ compared with the fake's own speech. Timing belongs to the benchmarks.
 from __future__ import annotations
 
 import asyncio
+import audioop
 from collections.abc import AsyncIterator
 
 import aiohttp
+import discord.opus
 import pytest
 from pydantic import SecretStr
 
 from bot.audio.frames import FRAME_BYTES, FRAME_MS
+from bot.audio.ogg import OggOpusParser
+from bot.audio.opus import SILENT_PEAK
 from bot.audio.sender import END_SILENCE
 from bot.elevenlabs.client import ElevenLabsClient, RetryPolicy
 from bot.elevenlabs.errors import VoiceNotFoundError
@@ -69,7 +73,13 @@ def item(
 
 
 def padded(pcm: bytes) -> bytes:
-    return pcm + bytes(-len(pcm) % FRAME_BYTES)
+    """An item's audio as the player sends it: whole frames, the last one padded with
+    silence, or dropped when it is silent (`OpusFrameBuffer.finish`)."""
+    whole = len(pcm) - len(pcm) % FRAME_BYTES
+    tail = pcm[whole:]
+    if tail and audioop.max(tail, 2) > SILENT_PEAK:
+        return pcm + bytes(-len(pcm) % FRAME_BYTES)
+    return pcm[:whole]
 
 
 async def warm(texts: list[str], fmt: str = "pcm_48000") -> None:
@@ -100,6 +110,30 @@ async def test_queued_items_play_in_order_gaplessly_in_one_playback(
     assert match.lag < 400  # the Opus encoder's look-ahead, nothing more
     audio_packets = loopback_voice.packet_count - loopback_voice.silence_packet_count()
     assert audio_packets >= expected_frames
+
+
+async def test_opus_from_elevenlabs_is_sent_as_it_came(
+    synth: Synthesizer, player: GuildPlayer, loopback_voice: LoopbackVoiceClient
+) -> None:
+    await warm(TEXTS[:2], "opus_48000_64")
+    items = [item(synth, t, fmt="opus_48000_64") for t in TEXTS[:2]]
+    for i in items:
+        player.enqueue(i)
+    results = [await asyncio.wait_for(i.wait(), 20) for i in items]
+    assert [r.outcome for r in results] == [Outcome.PLAYED] * 2
+    await loopback_voice.wait_until_done()
+    upstream = []
+    for text in TEXTS[:2]:
+        upstream += OggOpusParser().feed((await render_speech(VOICE, text, "opus_48000_64")).data)
+    sent = [p.opus for p in loopback_voice.packets if not p.is_silence]
+    assert sent == upstream, "every packet as ElevenLabs made it, none re-encoded"
+    counts = [i.frames.packets_passed for i in items]
+    assert counts == [r.frames for r in results]
+    for text, packets in zip(TEXTS[:2], (sent[: counts[0]], sent[counts[0] :]), strict=True):
+        decoder = discord.opus.Decoder()
+        heard = b"".join(decoder.decode(packet) for packet in packets)
+        reference = await reference_pcm(VOICE, text, channels=2)
+        assert align(reference, heard).correlation > 0.9
 
 
 async def test_mp3_items_decode_to_the_speech(
