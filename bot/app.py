@@ -8,6 +8,7 @@ built at import time.
 
 from __future__ import annotations
 
+import gc
 import logging
 import pkgutil
 from typing import Any
@@ -221,6 +222,11 @@ class TTSBot(commands.AutoShardedBot):
 
     async def on_ready(self) -> None:
         log.info("ready as %s in %d guilds", self.user, len(self.guilds))
+        # What is alive now (modules, the guild cache) lives as long as the process: out of
+        # the garbage collector's full passes, which would otherwise walk it every few
+        # seconds while every guild's audio waits for the GIL (docs/performance.md).
+        gc.collect()
+        gc.freeze()
 
     async def close(self) -> None:
         log.info("shutting down")
