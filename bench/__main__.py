@@ -230,7 +230,10 @@ async def main(args: argparse.Namespace, save: Callable[[dict[str, Any]], None])
             "ladder": plan.capacity_ladder,
             "attempts_per_step": plan.capacity_attempts,
             "fake": "separate process, pace None (as fast as it can), first byte at once",
-            "pass_rule": "pooled p99 inter-packet gap <= 25 ms, max <= 60 ms, >= 95 % packets",
+            "pass_rule": (
+                "pooled p99 inter-packet gap <= 25 ms, max <= 60 ms, >= 95 % packets, "
+                "no buffer underrun during the window"
+            ),
         }
 
     async def do_reader() -> None:
