@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import os
 import time
 import tracemalloc
 from dataclasses import asdict
@@ -41,6 +42,7 @@ from bench.common import (
     r1,
     rss_kb,
 )
+from bot.audio.encoding import Encoding, ProcessEncoding, encoding_from_settings
 from bot.player import EncoderSettings, GuildPlayer, SpeechItem
 from bot.speech import SpeechRequest, Synthesizer
 from tests.fakes import speech
@@ -65,6 +67,7 @@ async def step(
     *,
     fmt: str,
     encoder: EncoderSettings,
+    encoding: Encoding,
     window: float,
 ) -> dict[str, Any]:
     """N guilds speaking at once; the figures of one measurement window."""
@@ -78,7 +81,7 @@ async def step(
         for _ in range(n):
             voice = await farm.voice(TimingVoiceClient)
             voices.append(voice)
-            player = GuildPlayer(voice.guild.id, encoder=encoder)
+            player = GuildPlayer(voice.guild.id, encoder=encoder, encoding=encoding)
             player.attach(voice)
             players.append(player)
         gc.freeze()  # as the bot does once it is ready (bot.app.TTSBot.on_ready)
@@ -168,10 +171,10 @@ async def step(
         "underrun_frames": underrun_frames,
         "startup_s": round(startup, 1),
         "cpu_pct_process": r1(own),
-        "cpu_pct_ffmpeg": r1(children),
+        "cpu_pct_children": r1(children),  # ffmpeg decoders and encoder processes
         "cpu_pct_per_stream": r1((own + children) / n),
         "rss_mb_per_stream": round(((rss_busy - rss_idle) + pss_children) / 1024 / n, 2),
-        "ffmpeg_pss_mb_per_stream": round(pss_children / 1024 / n, 2),
+        "children_pss_mb_per_stream": round(pss_children / 1024 / n, 2),
         "loop_lag_p99_ms": r1(percentile(lags, 99)),
         "loop_lag_max_ms": r1(max(lags, default=0.0)),
     }
@@ -188,6 +191,7 @@ async def search(
     *,
     fmt: str,
     encoder: EncoderSettings,
+    encoding: Encoding,
     ladder: list[int],
     window: float,
     attempts: int = 1,
@@ -204,9 +208,11 @@ async def search(
                 n,
                 fmt=fmt,
                 encoder=encoder,
+                encoding=encoding,
                 window=window,
             )
             label = "passthrough" if fmt.startswith("opus") else encoder.application
+            label += f" {type(encoding).__name__}"
             log(f"  capacity {fmt} {label} c={encoder.complexity}: {result}")
             steps.append(result)
             if result["ok"]:
@@ -223,6 +229,7 @@ async def search(
             n,
             fmt=fmt,
             encoder=encoder,
+            encoding=encoding,
             window=window,
         )
         log(f"  capacity {fmt} bisect: {result}")
@@ -286,28 +293,45 @@ async def run(
 ) -> dict[str, Any]:
     for fmt in ("mp3_44100_128", "pcm_48000", PASSTHROUGH_FORMAT):
         await speech.render_speech(VOICE, LONG_TEXT, fmt)
-    configs = {
-        "mp3_default_encoder": ("mp3_44100_128", DEFAULT_ENCODER),
-        "mp3_speech_encoder": ("mp3_44100_128", SPEECH_ENCODER),
-        "pcm48_default_encoder": ("pcm_48000", DEFAULT_ENCODER),
-        "pcm48_speech_encoder": ("pcm_48000", SPEECH_ENCODER),
+    workers = os.cpu_count() or 1
+    configs: dict[str, tuple[str, EncoderSettings, int]] = {
+        # (format, encoder settings, OPUS_ENCODER_PROCESSES)
+        "mp3_default_encoder": ("mp3_44100_128", DEFAULT_ENCODER, 0),
+        "mp3_speech_encoder": ("mp3_44100_128", SPEECH_ENCODER, 0),
+        "pcm48_default_encoder": ("pcm_48000", DEFAULT_ENCODER, 0),
+        "pcm48_speech_encoder": ("pcm_48000", SPEECH_ENCODER, 0),
         # discord.py's own encoding (stereo, complexity 10), through the bot's sender.
-        "mp3_discord_py_encoder": ("mp3_44100_128", DISCORD_PY_ENCODER),
+        "mp3_discord_py_encoder": ("mp3_44100_128", DISCORD_PY_ENCODER, 0),
+        # The encoders in one worker process per core instead of threads.
+        "mp3_default_encoder_processes": ("mp3_44100_128", DEFAULT_ENCODER, workers),
+        "mp3_speech_encoder_processes": ("mp3_44100_128", SPEECH_ENCODER, workers),
+        "pcm48_speech_encoder_processes": ("pcm_48000", SPEECH_ENCODER, workers),
         # ElevenLabs' Ogg Opus sent as it comes: no ffmpeg, no decoding, no encoding.
-        "opus_passthrough": (PASSTHROUGH_FORMAT, DEFAULT_ENCODER),
+        "opus_passthrough": (PASSTHROUGH_FORMAT, DEFAULT_ENCODER, 0),
     }
     out: dict[str, Any] = {}
     async with elevenlabs_client(base_url, api_key) as synth:
         for name in variants:
-            fmt, encoder = configs[name]
-            out[name] = await search(
-                synth,
-                fmt=fmt,
-                encoder=encoder,
-                ladder=ladder,
-                window=window,
-                attempts=attempts,
-                log=log,
-            )
+            fmt, encoder, processes = configs[name]
+            encoding = encoding_from_settings(processes)
+            if isinstance(encoding, ProcessEncoding):
+                await encoding.start()
+            try:
+                out[name] = await search(
+                    synth,
+                    fmt=fmt,
+                    encoder=encoder,
+                    encoding=encoding,
+                    ladder=ladder,
+                    window=window,
+                    attempts=attempts,
+                    log=log,
+                )
+            finally:
+                if isinstance(encoding, ProcessEncoding):
+                    await encoding.aclose()
+                else:
+                    encoding.close()
+            out[name]["encoder_processes"] = processes
     out["idle"] = await idle_player_kb(20)
     return out

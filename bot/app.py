@@ -19,6 +19,7 @@ from discord.ext import commands
 from pydantic import SecretStr
 
 import cogs
+from bot.audio.encoding import ProcessEncoding, encoding_from_settings
 from bot.config import ConfigError, Settings
 from bot.elevenlabs.client import ElevenLabsClient
 from bot.player import EncoderSettings
@@ -129,9 +130,15 @@ class TTSBot(commands.AutoShardedBot):
         self.synthesizer = Synthesizer(
             self.elevenlabs, ffmpeg_path=settings.ffmpeg_path, max_bytes=settings.max_audio_bytes
         )
+        # Threads by default; worker processes (started now, not at the first message) when
+        # OPUS_ENCODER_PROCESSES asks for them.
+        self.encoding = encoding_from_settings(settings.opus_encoder_processes)
+        if isinstance(self.encoding, ProcessEncoding):
+            await self.encoding.start()
         self.voices = VoiceService(
             voice_client_cls=self.voice_client_cls,
             queue_limit=settings.queue_limit,
+            encoding=self.encoding,
             encoder=EncoderSettings(
                 application=settings.opus_application,
                 bitrate=settings.opus_bitrate_kbps,
@@ -240,6 +247,11 @@ class TTSBot(commands.AutoShardedBot):
         voices = getattr(self, "voices", None)
         if voices is not None:
             await voices.aclose()
+        encoding = getattr(self, "encoding", None)
+        if isinstance(encoding, ProcessEncoding):
+            await encoding.aclose()
+        elif encoding is not None:
+            encoding.close()
         speech = getattr(self, "speech", None)
         if speech is not None:
             # The dropped items' quota charges are settling: let them write before the

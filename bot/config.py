@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     opus_application: Literal["audio", "voip", "lowdelay"] = "audio"
     opus_complexity: int = Field(default=5, ge=0, le=10)
     opus_channels: int = Field(default=1, ge=1, le=2)
+    opus_encoder_processes: int = Field(default=0, ge=0, le=32)
 
     # Storage
     database_url: str = "sqlite+aiosqlite:///data/bot.sqlite3"

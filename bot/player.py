@@ -29,8 +29,9 @@ from dataclasses import dataclass, field, replace
 
 import discord
 
+from bot.audio.encoding import Encoding, OpusFrameBuffer, default_encoding
 from bot.audio.frames import FRAME_MS, FrameBuffer
-from bot.audio.opus import OPUS_SILENCE, EncoderSettings, OpusEncoder, OpusFrameBuffer
+from bot.audio.opus import OPUS_SILENCE, EncoderSettings, OpusEncoder
 from bot.audio.pipeline import DecodeJob
 from bot.audio.sender import Playback, VoiceSender, shared_sender
 from bot.errors import BotError
@@ -171,6 +172,7 @@ class GuildPlayer:
         prefetch: int = 1,
         idle_end_ms: int = DEFAULT_IDLE_END_MS,
         encoder: EncoderSettings | None = None,
+        encoding: Encoding | None = None,
         sender: VoiceSender | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
@@ -179,6 +181,7 @@ class GuildPlayer:
         self.prefetch = prefetch
         self.idle_end_ms = idle_end_ms
         self.encoder = encoder or EncoderSettings()
+        self.encoding = encoding or default_encoding()
         self.sender = sender or shared_sender()
         self._loop = loop or asyncio.get_running_loop()
         self._lock = threading.Lock()
@@ -287,6 +290,9 @@ class GuildPlayer:
             playback.stop()
         return len(dropped)
 
+    def _packet_buffer(self, capacity: int) -> OpusFrameBuffer:
+        return OpusFrameBuffer(capacity, encoder=self.encoder, encoding=self.encoding)
+
     def _encode_ahead(self, item: SpeechItem) -> None:
         """Give a new item a buffer that encodes to Opus as it is written (`bot.audio.opus`).
 
@@ -296,7 +302,7 @@ class GuildPlayer:
         frames = item.frames
         untouched = not (frames.frames_written or frames.pending_bytes or frames.finished)
         if type(frames) is FrameBuffer and untouched and item.task is None:
-            item.frames = OpusFrameBuffer(frames.capacity, encoder=self.encoder)
+            item.frames = self._packet_buffer(frames.capacity)
 
     def remove(self, predicate: Callable[[SpeechItem], bool]) -> list[SpeechItem]:
         """Remove matching items; a matching item being spoken stops (deleted messages)."""
@@ -329,7 +335,7 @@ class GuildPlayer:
             target.task = None
             target.job = None
             target.frames.abort()
-            target.frames = OpusFrameBuffer(target.frames.capacity, encoder=self.encoder)
+            target.frames = self._packet_buffer(target.frames.capacity)
         target.make_job = make_job
         self._schedule_jobs()
         return True

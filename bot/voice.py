@@ -25,6 +25,7 @@ from typing import Any
 
 import discord
 
+from bot.audio.encoding import Encoding
 from bot.errors import BotError
 from bot.player import EncoderSettings, GuildPlayer
 
@@ -147,6 +148,7 @@ class VoiceService:
         voice_client_cls: type[discord.VoiceClient] = discord.VoiceClient,
         queue_limit: int = 20,
         encoder: EncoderSettings | None = None,
+        encoding: Encoding | None = None,
         idle_timeout: float = 300.0,
         empty_grace: float = 20.0,
         connect_timeout: float = 30.0,
@@ -155,6 +157,7 @@ class VoiceService:
         self.voice_client_cls = voice_client_cls
         self.queue_limit = queue_limit
         self.encoder = encoder or EncoderSettings()
+        self.encoding = encoding
         self.idle_timeout = idle_timeout
         self.empty_grace = empty_grace
         self.connect_timeout = connect_timeout
@@ -171,7 +174,12 @@ class VoiceService:
     def player(self, guild_id: int) -> GuildPlayer:
         player = self.players.get(guild_id)
         if player is None:
-            player = GuildPlayer(guild_id, queue_limit=self.queue_limit, encoder=self.encoder)
+            player = GuildPlayer(
+                guild_id,
+                queue_limit=self.queue_limit,
+                encoder=self.encoder,
+                encoding=self.encoding,
+            )
             self.players[guild_id] = player
         return player
 

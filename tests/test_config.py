@@ -77,6 +77,7 @@ EVERY_VARIABLE: dict[str, tuple[str, object]] = {
     "OPUS_APPLICATION": ("voip", "voip"),
     "OPUS_COMPLEXITY": ("3", 3),
     "OPUS_CHANNELS": ("2", 2),
+    "OPUS_ENCODER_PROCESSES": ("2", 2),
     "DATABASE_URL": ("sqlite+aiosqlite:///tmp/x.db", "sqlite+aiosqlite:///tmp/x.db"),
     "GUILD_DATA_GRACE_DAYS": ("7", 7),
     "CATALOG_REFRESH_SECONDS": ("120", 120.0),
@@ -150,6 +151,7 @@ def test_dotenv_in_the_working_directory_is_read(
         ("OPUS_SIGNAL_TYPE", "speech"),
         ("OPUS_COMPLEXITY", "11"),
         ("OPUS_CHANNELS", "6"),
+        ("OPUS_ENCODER_PROCESSES", "-1"),
         ("MAX_TEXT_CHARS", "100000"),
     ],
 )

@@ -15,28 +15,18 @@ packets into both channels.
 
 from __future__ import annotations
 
-import asyncio
 import audioop
-import contextlib
 import ctypes
-import os
-import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
 import discord.opus
 
 from bot.audio.frames import (
-    DEFAULT_CAPACITY_FRAMES,
     FRAME_BYTES,
-    FRAME_MS,
     FRAME_SAMPLES,
     SAMPLE_RATE,
-    FrameBuffer,
 )
-from bot.audio.ogg import opus_packet_ms
 
 OPUS_SILENCE: Final = b"\xf8\xff\xfe"  # one 20 ms frame of silence (discord.py's, too)
 MAX_PACKET: Final = 4000  # libopus' recommended output buffer
@@ -152,115 +142,4 @@ class OpusEncoder:
         ]
 
 
-_pool: ThreadPoolExecutor | None = None
-ENCODER_NICENESS: Final = 10
-
-
-def _behind_the_sender() -> None:
-    """Encoding works ahead (seconds of audio are buffered): when the cores are busy, the
-    sender's thread and the event loop go first. Linux applies niceness per thread."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ENCODER_NICENESS)
-
-
-def encode_pool() -> ThreadPoolExecutor:
-    """The process' encoding threads: one per core (libopus releases the GIL)."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(
-            max_workers=max(1, min(4, os.cpu_count() or 1)),
-            thread_name_prefix="opus-encode",
-            initializer=_behind_the_sender,
-        )
-    return _pool
-
-
-class OpusFrameBuffer(FrameBuffer):
-    """A `FrameBuffer` whose frames are Opus packets, encoded on `encode_pool()` as written.
-
-    The writer still writes PCM (48 kHz s16le stereo, any chunking); readers get one
-    packet per 20 ms, `OPUS_SILENCE` on underrun, b'' at the end, never blocking.
-    """
-
-    silence = OPUS_SILENCE
-    accepts_opus = True  # `write_opus()`: Opus packets from upstream, played as they are
-
-    def __init__(
-        self, capacity: int = DEFAULT_CAPACITY_FRAMES, *, encoder: EncoderSettings | None = None
-    ) -> None:
-        super().__init__(capacity)
-        self.encoder = OpusEncoder(encoder)
-        self._decoder: discord.opus.Decoder | None = None
-        self.packets_passed = 0  # written by write_opus() as they came
-        self.packets_transcoded = 0  # decoded and encoded again (not 20 ms long)
-
-    async def write_opus(self, packets: Sequence[bytes]) -> None:
-        """Append Opus packets from upstream (ElevenLabs' `opus_48000_*`).
-
-        20 ms packets are played as they are: no decoding, no encoding. Discord's players
-        assume 20 ms per packet, so from the first packet of another duration on, the
-        stream is decoded and encoded again in 20 ms frames.
-        """
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        for packet in packets:
-            if self._aborted:
-                return
-            if self._decoder is None and opus_packet_ms(packet) == FRAME_MS:
-                await self._push_all((packet,))
-                self.packets_passed += 1
-                continue
-            if self._decoder is None:
-                self._decoder = discord.opus.Decoder()
-            pcm = self._decoder.decode(packet)  # 48 kHz stereo, what write() takes
-            self.packets_transcoded += 1
-            await self.write(pcm)
-
-    async def write(self, pcm: bytes | bytearray | memoryview) -> None:
-        if self._aborted:
-            return
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        self._partial += pcm
-        whole = len(self._partial) // FRAME_BYTES * FRAME_BYTES
-        if not whole:
-            return
-        batch = bytes(self._partial[:whole])
-        del self._partial[:whole]
-        packets = await loop.run_in_executor(encode_pool(), self.encoder.encode_many, batch)
-        await self._push_all(packets)
-
-    async def _push_all(self, packets: Sequence[bytes]) -> None:
-        for packet in packets:
-            if self._aborted:
-                return
-            await self._wait_for_space()
-            if self._aborted:
-                return
-            self._push(packet)
-
-    def finish(self) -> None:
-        if self._finished:
-            return
-        tail = bytes(self._partial)
-        self._partial.clear()
-        if tail and not self._aborted and audioop.max(tail[: len(tail) & ~1], 2) > SILENT_PEAK:
-            # The last partial frame: padded with silence, encoded here (one frame, well
-            # under a millisecond) because finish() is called synchronously. A silent one
-            # is dropped: it would only add up to 20 ms of silence before the next item.
-            last = tail + bytes(FRAME_BYTES - len(tail))
-            self._push(self.encoder.encode(last), finishing=True)
-        else:
-            with self._lock:
-                self._finished = True
-        self._data.set()
-
-
-__all__ = [
-    "OPUS_SILENCE",
-    "EncoderSettings",
-    "OpusEncoder",
-    "OpusFrameBuffer",
-    "encode_pool",
-]
+__all__ = ["OPUS_SILENCE", "SILENT_PEAK", "EncoderSettings", "OpusEncoder"]

@@ -13,9 +13,9 @@ from discord.oggparse import OggStream
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.audio.encoding import OpusFrameBuffer
 from bot.audio.frames import FRAME_BYTES
 from bot.audio.ogg import OggError, OggOpusParser, opus_packet_ms
-from bot.audio.opus import OpusFrameBuffer
 from bot.audio.pipeline import DecodeJob, DecoderError
 from bot.speech import SpeechRequest, Synthesizer
 from bot.testing.pcm import align, chirp

@@ -8,13 +8,9 @@ import ctypes
 import discord.opus
 import pytest
 
+from bot.audio.encoding import OpusFrameBuffer
 from bot.audio.frames import FRAME_BYTES, FrameBuffer
-from bot.audio.opus import (
-    OPUS_SILENCE,
-    EncoderSettings,
-    OpusEncoder,
-    OpusFrameBuffer,
-)
+from bot.audio.opus import OPUS_SILENCE, EncoderSettings, OpusEncoder
 from bot.testing.pcm import align, chirp, sine
 
 OPUS_GET_COMPLEXITY = 4011
