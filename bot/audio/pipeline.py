@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from bot.audio.formats import FormatPolicy, InputFormat, ffmpeg_command
 from bot.audio.frames import FrameBuffer, RawToDiscord
+from bot.audio.mp3 import Mp3Framer
 from bot.audio.ogg import OggError, OggOpusParser
 from bot.elevenlabs.errors import PlanRestrictionError
 from bot.errors import BotError
@@ -234,7 +235,7 @@ class DecodeJob:
             workers = [asyncio.create_task(self._convert(fifo, fmt), name=f"convert {self.label}")]
         else:
             workers = [
-                asyncio.create_task(self._feed(fifo), name=f"feed {self.label}"),
+                asyncio.create_task(self._feed(fifo, fmt), name=f"feed {self.label}"),
                 asyncio.create_task(self._drain(), name=f"drain {self.label}"),
                 asyncio.create_task(self._stderr(), name=f"stderr {self.label}"),
             ]
@@ -286,12 +287,20 @@ class DecodeJob:
             finally:
                 fifo.close()
 
-    async def _feed(self, fifo: ByteFifo) -> None:
+    async def _feed(self, fifo: ByteFifo, fmt: InputFormat) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         stdin = self._proc.stdin
+        # MP3 goes in whole frames, each batch followed by padding the parser skips: ffmpeg
+        # then decodes what has arrived instead of waiting for 1,024 bytes (bot.audio.mp3).
+        framer = Mp3Framer() if fmt.codec == "mp3" else None
         try:
             while chunk := await fifo.get():
+                if framer is not None:
+                    chunk = framer.feed_padded(chunk)
                 stdin.write(chunk)
+                await stdin.drain()
+            if framer is not None:
+                stdin.write(framer.flush())
                 await stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             return  # ffmpeg gave up; _drain and the exit code tell why
