@@ -112,6 +112,7 @@ class ThreadEncoding:
 
 # ---------------------------------------------------------------------------- processes
 
+
 class _Worker:
     """One encoder process and the answers it owes, in order (it answers in order)."""
 
