@@ -3,9 +3,11 @@
 Every decision about credits is taken by the database, in one conditional statement per
 counter (``UPDATE ... SET reserved = reserved + :c WHERE used + reserved + :c <= :limit``,
 then the rowcount), never by reading a number into Python and writing it back. That is what
-makes it safe for many tasks in one process (SQLite serialises writers with BEGIN
-IMMEDIATE) and for several processes on one PostgreSQL (the second UPDATE of a row waits
-for the first and re-checks its WHERE against the committed row).
+makes it safe for many tasks in one process (SQLite: one write transaction at a time, queued
+in memory by the engine, each begun IMMEDIATE) and for several processes on one PostgreSQL
+(the second UPDATE of a row waits for the first and re-checks its WHERE against the
+committed row). Views that only read go through `reading(engine)`: on SQLite they neither
+take the write lock nor wait in the write queue.
 
 Lock order, to keep PostgreSQL free of deadlocks: reservation row, then guild period row,
 then user day row, then the ledger.
@@ -19,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, union, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.quota import statements
 from bot.quota.charge import SynthesisCharge
@@ -44,6 +47,7 @@ from bot.quota.tables import (
     quota_reservation,
     quota_user_day,
 )
+from bot.storage.engine import read_transaction, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +112,62 @@ class QuotaLedger:
         if credits < 0 or characters < 0:
             raise ValueError("credits and characters cannot be negative")
         now = _instant(now)
-        async with self._engine.begin() as conn:
-            config = await statements.load_config(conn, guild_id)
-            period = guild_period(now, config.reset_day)
-            day = user_day(now)
-            allowance = self._allowance(config)
-            cap = config.user_daily_cap
-            reservation = Reservation(
-                id=uuid.uuid4(),
+        reservation = await write_transaction(
+            self._engine,
+            self._reserve,
+            guild_id,
+            user_id,
+            credits,
+            model_id,
+            voice_id,
+            characters,
+            now,
+        )
+        log.debug(
+            "reserved %d credits guild=%s user=%s reservation=%s",
+            credits,
+            guild_id,
+            user_id,
+            reservation.id,
+        )
+        return reservation
+
+    def _reserve(
+        self,
+        conn: Connection,
+        guild_id: int,
+        user_id: int,
+        credits: int,
+        model_id: str | None,
+        voice_id: str | None,
+        characters: int,
+        now: datetime,
+    ) -> Reservation:
+        """`reserve`'s transaction."""
+        config = statements.load_config(conn, guild_id)
+        period = guild_period(now, config.reset_day)
+        day = user_day(now)
+        allowance = self._allowance(config)
+        cap = config.user_daily_cap
+        reservation = Reservation(
+            id=uuid.uuid4(),
+            guild_id=guild_id,
+            user_id=user_id,
+            credits=credits,
+            characters=characters,
+            model_id=model_id,
+            voice_id=voice_id,
+            period_start=period.key,
+            day=day.key,
+            created_at=now,
+            expires_at=now + self.reservation_ttl,
+        )
+        # Everything that takes no lock on a counter first, so that the counter rows are
+        # locked (PostgreSQL) for as short a time as possible: from their UPDATE to the
+        # commit. A refusal below rolls all of it back.
+        conn.execute(
+            insert(_res).values(
+                id=reservation.id,
                 guild_id=guild_id,
                 user_id=user_id,
                 credits=credits,
@@ -124,59 +176,32 @@ class QuotaLedger:
                 voice_id=voice_id,
                 period_start=period.key,
                 day=day.key,
+                state=ReservationState.HELD.value,
                 created_at=now,
-                expires_at=now + self.reservation_ttl,
+                expires_at=reservation.expires_at,
             )
-            # Everything that takes no lock on a counter first, so that the counter rows
-            # are locked (PostgreSQL) for as short a time as possible: from their UPDATE
-            # to the commit. A refusal below rolls all of it back.
-            await conn.execute(
-                insert(_res).values(
-                    id=reservation.id,
-                    guild_id=guild_id,
-                    user_id=user_id,
-                    credits=credits,
-                    characters=characters,
-                    model_id=model_id,
-                    voice_id=voice_id,
-                    period_start=period.key,
-                    day=day.key,
-                    state=ReservationState.HELD.value,
-                    created_at=now,
-                    expires_at=reservation.expires_at,
-                )
-            )
-            guild_key = {"guild_id": guild_id, "period_start": period.key}
-            user_key = {"guild_id": guild_id, "user_id": user_id, "day": day.key}
-            await statements.ensure_row(conn, _gp, guild_key)
-            await statements.ensure_row(conn, _ud, user_key)
-
-            if not await statements.hold(conn, _gp, guild_key, credits, allowance or None):
-                taken = await statements.taken(conn, _gp, guild_key)
-                raise QuotaExceeded(
-                    QuotaLimit.GUILD_PERIOD,
-                    remaining=allowance - taken,
-                    requested=credits,
-                    limit_credits=allowance,
-                    resets_at=period.resets_at,
-                )
-            if not await statements.hold(conn, _ud, user_key, credits, cap):
-                taken = await statements.taken(conn, _ud, user_key)
-                # Raising inside `begin()` rolls back the guild's hold taken above.
-                raise QuotaExceeded(
-                    QuotaLimit.USER_DAY,
-                    remaining=(cap or 0) - taken,
-                    requested=credits,
-                    limit_credits=cap or 0,
-                    resets_at=day.resets_at,
-                )
-        log.debug(
-            "reserved %d credits guild=%s user=%s reservation=%s",
-            credits,
-            guild_id,
-            user_id,
-            reservation.id,
         )
+        guild_key = {"guild_id": guild_id, "period_start": period.key}
+        user_key = {"guild_id": guild_id, "user_id": user_id, "day": day.key}
+        if not statements.hold_creating(conn, _gp, guild_key, credits, allowance or None):
+            taken = statements.taken(conn, _gp, guild_key)
+            raise QuotaExceeded(
+                QuotaLimit.GUILD_PERIOD,
+                remaining=allowance - taken,
+                requested=credits,
+                limit_credits=allowance,
+                resets_at=period.resets_at,
+            )
+        if not statements.hold_creating(conn, _ud, user_key, credits, cap):
+            taken = statements.taken(conn, _ud, user_key)
+            # Raising inside the transaction rolls back the guild's hold taken above.
+            raise QuotaExceeded(
+                QuotaLimit.USER_DAY,
+                remaining=(cap or 0) - taken,
+                requested=credits,
+                limit_credits=cap or 0,
+                resets_at=day.resets_at,
+            )
         return reservation
 
     async def charge(
@@ -221,38 +246,49 @@ class QuotaLedger:
             raise ValueError("billed credits cannot be negative")
         now = _instant(now)
         rid = _reservation_id(reservation)
-        async with self._engine.begin() as conn:
-            row = await statements.transition(conn, rid, ReservationState.SETTLED, now)
-            if row is not None:
-                billed = row.credits if billed_credits is None else billed_credits
-                await statements.move(conn, row, release=row.credits, charge=billed)
-                await statements.write_ledger(conn, row, billed, request_id, outcome, now)
-                log.debug(
-                    "settled reservation=%s guild=%s request=%s billed=%d reserved=%d outcome=%s",
-                    rid,
-                    row.guild_id,
-                    request_id,
-                    billed,
-                    row.credits,
-                    outcome,
-                )
-                return True
-            row = await statements.transition(
-                conn, rid, ReservationState.SETTLED, now, from_state=ReservationState.EXPIRED
-            )
-            if row is None:
-                return False
+        return await write_transaction(
+            self._engine, self._settle, rid, billed_credits, request_id, outcome, now
+        )
+
+    @staticmethod
+    def _settle(
+        conn: Connection,
+        rid: uuid.UUID,
+        billed_credits: int | None,
+        request_id: str | None,
+        outcome: Outcome,
+        now: datetime,
+    ) -> bool:
+        """`settle`'s transaction."""
+        row = statements.transition(conn, rid, ReservationState.SETTLED, now)
+        if row is not None:
             billed = row.credits if billed_credits is None else billed_credits
-            await statements.move(conn, row, release=0, charge=billed)
-            await conn.execute(
-                update(_led)
-                .where(_led.c.id == rid)
-                .values(
-                    credits_billed=billed, request_id=request_id, outcome=outcome, settled_at=now
-                )
+            statements.move(conn, row, release=row.credits, charge=billed)
+            statements.write_ledger(conn, row, billed, request_id, outcome, now)
+            log.debug(
+                "settled reservation=%s guild=%s request=%s billed=%d reserved=%d outcome=%s",
+                rid,
+                row.guild_id,
+                request_id,
+                billed,
+                row.credits,
+                outcome,
             )
-            log.warning("settled reservation %s after it had expired", rid)
             return True
+        row = statements.transition(
+            conn, rid, ReservationState.SETTLED, now, from_state=ReservationState.EXPIRED
+        )
+        if row is None:
+            return False
+        billed = row.credits if billed_credits is None else billed_credits
+        statements.move(conn, row, release=0, charge=billed)
+        conn.execute(
+            update(_led)
+            .where(_led.c.id == rid)
+            .values(credits_billed=billed, request_id=request_id, outcome=outcome, settled_at=now)
+        )
+        log.warning("settled reservation %s after it had expired", rid)
+        return True
 
     async def release(
         self,
@@ -270,14 +306,7 @@ class QuotaLedger:
     async def expire_stale(self, now: datetime | None = None) -> int:
         """Release every hold older than the TTL (left by a crash); returns how many."""
         now = _instant(now)
-        async with self._engine.connect() as conn:
-            ids = (
-                await conn.scalars(
-                    select(_res.c.id).where(
-                        _res.c.state == ReservationState.HELD.value, _res.c.expires_at <= now
-                    )
-                )
-            ).all()
+        ids = await read_transaction(self._engine, _stale_ids, now)
         expired = 0
         for rid in ids:
             if await self._release(
@@ -292,67 +321,65 @@ class QuotaLedger:
         """Delete ledger rows and counters older than the retention, and old finished holds."""
         now = _instant(now)
         cutoff = now - self.retention
-        async with self._engine.begin() as conn:
-            ledger_rows = (
-                await conn.execute(delete(_led).where(_led.c.created_at < cutoff))
-            ).rowcount
-            reservations = (
-                await conn.execute(
-                    delete(_res).where(
-                        _res.c.state != ReservationState.HELD.value,
-                        _res.c.created_at < now - FINISHED_RESERVATION_KEEP,
-                    )
+
+        def purge(conn: Connection) -> PurgeCounts:
+            ledger_rows = conn.execute(delete(_led).where(_led.c.created_at < cutoff)).rowcount
+            reservations = conn.execute(
+                delete(_res).where(
+                    _res.c.state != ReservationState.HELD.value,
+                    _res.c.created_at < now - FINISHED_RESERVATION_KEEP,
                 )
             ).rowcount
-            counters = (await conn.execute(delete(_ud).where(_ud.c.day < cutoff.date()))).rowcount
+            counters = conn.execute(delete(_ud).where(_ud.c.day < cutoff.date())).rowcount
             # A period row is old when the whole period is: it starts over a month earlier.
-            counters += (
-                await conn.execute(
-                    delete(_gp).where(_gp.c.period_start < (cutoff - timedelta(days=31)).date())
-                )
+            counters += conn.execute(
+                delete(_gp).where(_gp.c.period_start < (cutoff - timedelta(days=31)).date())
             ).rowcount
-        return PurgeCounts(ledger_rows=ledger_rows, reservations=reservations, counters=counters)
+            return PurgeCounts(
+                ledger_rows=ledger_rows, reservations=reservations, counters=counters
+            )
+
+        return await write_transaction(self._engine, purge)
 
     # ------------------------------------------------------------------ usage views
 
     async def guild_usage(self, guild_id: int, now: datetime | None = None) -> GuildUsage:
-        now = _instant(now)
-        async with self._engine.connect() as conn:
-            return await self._guild_usage(conn, guild_id, now)
+        return await read_transaction(self._engine, self._guild_usage, guild_id, _instant(now))
 
     async def user_usage_today(
         self, guild_id: int, user_id: int, now: datetime | None = None
     ) -> UserUsage:
-        now = _instant(now)
-        day = user_day(now)
-        async with self._engine.connect() as conn:
-            config = await statements.load_config(conn, guild_id)
-            row = (
-                await conn.execute(
-                    select(_ud.c.used, _ud.c.reserved).where(
-                        _ud.c.guild_id == guild_id, _ud.c.user_id == user_id, _ud.c.day == day.key
-                    )
+        day = user_day(_instant(now))
+
+        def read(conn: Connection) -> UserUsage:
+            config = statements.load_config(conn, guild_id)
+            row = conn.execute(
+                select(_ud.c.used, _ud.c.reserved).where(
+                    _ud.c.guild_id == guild_id, _ud.c.user_id == user_id, _ud.c.day == day.key
                 )
             ).one_or_none()
-        return UserUsage(
-            guild_id=guild_id,
-            user_id=user_id,
-            used=row.used if row else 0,
-            reserved=row.reserved if row else 0,
-            cap=config.user_daily_cap,
-            day=day.key,
-            resets_at=day.resets_at,
-        )
+            return UserUsage(
+                guild_id=guild_id,
+                user_id=user_id,
+                used=row.used if row else 0,
+                reserved=row.reserved if row else 0,
+                cap=config.user_daily_cap,
+                day=day.key,
+                resets_at=day.resets_at,
+            )
+
+        return await read_transaction(self._engine, read)
 
     async def top_users(
         self, guild_id: int, limit: int = 10, now: datetime | None = None
     ) -> list[UserTotal]:
         """The members who used the most credits this period (settled credits)."""
         now = _instant(now)
-        async with self._engine.connect() as conn:
-            period = guild_period(now, (await statements.load_config(conn, guild_id)).reset_day)
+
+        def read(conn: Connection) -> list[UserTotal]:
+            period = guild_period(now, statements.load_config(conn, guild_id).reset_day)
             total = func.sum(_ud.c.used).label("used")
-            rows = await conn.execute(
+            rows = conn.execute(
                 select(_ud.c.user_id, total)
                 .where(
                     _ud.c.guild_id == guild_id,
@@ -366,22 +393,24 @@ class QuotaLedger:
             )
             return [UserTotal(user_id=row.user_id, used=int(row.used)) for row in rows]
 
+        return await read_transaction(self._engine, read)
+
     async def all_guilds_usage(self, now: datetime | None = None) -> list[GuildUsage]:
         """Every guild with a quota setting or a counter, by id: for `python -m bot usage`."""
         now = _instant(now)
-        async with self._engine.connect() as conn:
-            ids = (
-                await conn.scalars(
-                    union(select(_cfg.c.guild_id), select(_gp.c.guild_id)).order_by("guild_id")
-                )
+
+        def read(conn: Connection) -> list[GuildUsage]:
+            ids = conn.scalars(
+                union(select(_cfg.c.guild_id), select(_gp.c.guild_id)).order_by("guild_id")
             ).all()
-            return [await self._guild_usage(conn, guild_id, now) for guild_id in ids]
+            return [self._guild_usage(conn, guild_id, now) for guild_id in ids]
+
+        return await read_transaction(self._engine, read)
 
     # ------------------------------------------------------------------ configuration
 
     async def get_config(self, guild_id: int) -> QuotaConfig:
-        async with self._engine.connect() as conn:
-            return await statements.load_config(conn, guild_id)
+        return await read_transaction(self._engine, statements.load_config, guild_id)
 
     async def set_monthly_allowance(self, guild_id: int, credits: int | None) -> None:
         """Set the guild's allowance: None returns to the bot default, 0 is unlimited.
@@ -412,13 +441,15 @@ class QuotaLedger:
         """
         validate_reset_day(reset_day)
         now = _instant(now)
-        async with self._engine.begin() as conn:
-            old_day = (await statements.load_config(conn, guild_id)).reset_day
-            await statements.save_config(conn, guild_id, reset_day=reset_day)
+
+        def write(conn: Connection) -> None:
+            old_day = statements.load_config(conn, guild_id).reset_day
+            statements.save_config(conn, guild_id, reset_day=reset_day)
             old, new = guild_period(now, old_day), guild_period(now, reset_day)
-            if old.key == new.key:
-                return
-            await statements.carry_period(conn, guild_id, old.key, new.key)
+            if old.key != new.key:
+                statements.carry_period(conn, guild_id, old.key, new.key)
+
+        await write_transaction(self._engine, write)
 
     # ------------------------------------------------------------------ alerts, privacy
 
@@ -430,29 +461,56 @@ class QuotaLedger:
         it after settling; post the returned alerts to `channel_id` when it is set.
         """
         now = _instant(now)
+        if not await read_transaction(self._engine, self._alert_due, guild_id, now):
+            return []
+        return await write_transaction(self._engine, self._claim_alerts, guild_id, now)
+
+    def _claim_alerts(self, conn: Connection, guild_id: int, now: datetime) -> list[QuotaAlert]:
         alerts: list[QuotaAlert] = []
-        async with self._engine.begin() as conn:
-            config = await statements.load_config(conn, guild_id)
-            allowance = self._allowance(config)
-            if not allowance:
-                return alerts
-            period = guild_period(now, config.reset_day)
-            for threshold, flag in ALERT_THRESHOLDS:
-                used = await statements.claim_alert(
-                    conn, guild_id, period.key, flag, allowance, threshold
-                )
-                if used is not None:
-                    alerts.append(
-                        QuotaAlert(
-                            guild_id=guild_id,
-                            threshold=threshold,
-                            used=used,
-                            allowance=allowance,
-                            channel_id=config.alerts_channel_id,
-                            resets_at=period.resets_at,
-                        )
+        config = statements.load_config(conn, guild_id)
+        allowance = self._allowance(config)
+        if not allowance:
+            return alerts
+        period = guild_period(now, config.reset_day)
+        for threshold, flag in ALERT_THRESHOLDS:
+            used = statements.claim_alert(conn, guild_id, period.key, flag, allowance, threshold)
+            if used is not None:
+                alerts.append(
+                    QuotaAlert(
+                        guild_id=guild_id,
+                        threshold=threshold,
+                        used=used,
+                        allowance=allowance,
+                        channel_id=config.alerts_channel_id,
+                        resets_at=period.resets_at,
                     )
+                )
         return alerts
+
+    def _alert_due(self, conn: Connection, guild_id: int, now: datetime) -> bool:
+        """Whether some threshold looks crossed and unannounced: a read, no write lock.
+
+        Called after every settle, and nearly always False: only then is the claim's write
+        transaction worth taking. A settle that crosses a threshold after this read has
+        committed first and then makes its own call, which sees it.
+        """
+        config = statements.load_config(conn, guild_id)
+        allowance = self._allowance(config)
+        if not allowance:
+            return False
+        period = guild_period(now, config.reset_day)
+        flags = [flag for _threshold, flag in ALERT_THRESHOLDS]
+        row = conn.execute(
+            select(_gp.c.used, *(_gp.c[flag] for flag in flags)).where(
+                _gp.c.guild_id == guild_id, _gp.c.period_start == period.key
+            )
+        ).one_or_none()
+        if row is None:
+            return False
+        return any(
+            not row._mapping[flag] and row.used * 100 >= allowance * threshold
+            for threshold, flag in ALERT_THRESHOLDS
+        )
 
     async def forget_user(self, user_id: int) -> None:
         """Erase a member from the quota data, in every guild.
@@ -461,10 +519,13 @@ class QuotaLedger:
         guild's totals and the operator's bill must stay right) but lose the user id.
         A consequence: a member who is forgotten starts today's cap afresh.
         """
-        async with self._engine.begin() as conn:
-            await conn.execute(update(_res).where(_res.c.user_id == user_id).values(user_id=None))
-            await conn.execute(delete(_ud).where(_ud.c.user_id == user_id))
-            await conn.execute(update(_led).where(_led.c.user_id == user_id).values(user_id=None))
+
+        def write(conn: Connection) -> None:
+            conn.execute(update(_res).where(_res.c.user_id == user_id).values(user_id=None))
+            conn.execute(delete(_ud).where(_ud.c.user_id == user_id))
+            conn.execute(update(_led).where(_led.c.user_id == user_id).values(user_id=None))
+
+        await write_transaction(self._engine, write)
 
     # ------------------------------------------------------------------ internals
 
@@ -474,17 +535,16 @@ class QuotaLedger:
         return config.monthly_allowance
 
     async def _set(self, guild_id: int, **values: Any) -> None:
-        async with self._engine.begin() as conn:
-            await statements.save_config(conn, guild_id, **values)
+        await write_transaction(
+            self._engine, lambda conn: statements.save_config(conn, guild_id, **values)
+        )
 
-    async def _guild_usage(self, conn: AsyncConnection, guild_id: int, now: datetime) -> GuildUsage:
-        config = await statements.load_config(conn, guild_id)
+    def _guild_usage(self, conn: Connection, guild_id: int, now: datetime) -> GuildUsage:
+        config = statements.load_config(conn, guild_id)
         period = guild_period(now, config.reset_day)
-        row = (
-            await conn.execute(
-                select(_gp.c.used, _gp.c.reserved).where(
-                    _gp.c.guild_id == guild_id, _gp.c.period_start == period.key
-                )
+        row = conn.execute(
+            select(_gp.c.used, _gp.c.reserved).where(
+                _gp.c.guild_id == guild_id, _gp.c.period_start == period.key
             )
         ).one_or_none()
         return GuildUsage(
@@ -511,12 +571,18 @@ class QuotaLedger:
         expired_by: datetime | None = None,
     ) -> bool:
         now = _instant(now)
-        async with self._engine.begin() as conn:
-            row = await statements.transition(conn, rid, to_state, now, expired_by=expired_by)
+
+        def write(conn: Connection) -> Any:
+            row = statements.transition(conn, rid, to_state, now, expired_by=expired_by)
             if row is None:
-                return False
-            await statements.move(conn, row, release=row.credits, charge=0)
-            await statements.write_ledger(conn, row, 0, request_id, outcome, now)
+                return None
+            statements.move(conn, row, release=row.credits, charge=0)
+            statements.write_ledger(conn, row, 0, request_id, outcome, now)
+            return row
+
+        row = await write_transaction(self._engine, write)
+        if row is None:
+            return False
         log.debug(
             "released reservation=%s guild=%s request=%s credits=%d outcome=%s",
             rid,
@@ -526,6 +592,16 @@ class QuotaLedger:
             outcome,
         )
         return True
+
+
+def _stale_ids(conn: Connection, now: datetime) -> list[uuid.UUID]:
+    return list(
+        conn.scalars(
+            select(_res.c.id).where(
+                _res.c.state == ReservationState.HELD.value, _res.c.expires_at <= now
+            )
+        )
+    )
 
 
 def _instant(now: datetime | None) -> datetime:

@@ -3,6 +3,10 @@
 Kept apart from `QuotaLedger` so that the statements that decide about credits can be read
 together. Every one of them decides in the database: a conditional UPDATE and its rowcount
 (or RETURNING), never a value read into Python and written back.
+
+They take a synchronous `Connection`: the ledger runs each write transaction as one plain
+function (`bot.storage.engine.write_transaction`: on SQLite in the writer thread, elsewhere
+through `AsyncConnection.run_sync`), and reads call them with `run_sync` too.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from bot.quota.models import Outcome, QuotaConfig
 from bot.quota.tables import (
@@ -45,13 +49,13 @@ _res = quota_reservation
 _led = quota_ledger
 
 
-def upsert(conn: AsyncConnection, table: Table) -> Any:
+def upsert(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT, the one with ON CONFLICT (the same API on both)."""
     return insert_for(conn.dialect.name, table)
 
 
-async def load_config(conn: AsyncConnection, guild_id: int) -> QuotaConfig:
-    row = (await conn.execute(select(_cfg).where(_cfg.c.guild_id == guild_id))).one_or_none()
+def load_config(conn: Connection, guild_id: int) -> QuotaConfig:
+    row = (conn.execute(select(_cfg).where(_cfg.c.guild_id == guild_id))).one_or_none()
     if row is None:
         return QuotaConfig(guild_id=guild_id)
     return QuotaConfig(
@@ -63,25 +67,25 @@ async def load_config(conn: AsyncConnection, guild_id: int) -> QuotaConfig:
     )
 
 
-async def save_config(conn: AsyncConnection, guild_id: int, **values: Any) -> None:
-    await conn.execute(
+def save_config(conn: Connection, guild_id: int, **values: Any) -> None:
+    conn.execute(
         upsert(conn, _cfg)
         .values(guild_id=guild_id, **values)
         .on_conflict_do_update(index_elements=[_cfg.c.guild_id], set_=values)
     )
 
 
-async def ensure_row(conn: AsyncConnection, table: Table, key: dict[str, Any]) -> None:
+def ensure_row(conn: Connection, table: Table, key: dict[str, Any]) -> None:
     """Create the counter row at zero if it is missing (a no-op when it exists)."""
-    await conn.execute(
+    conn.execute(
         upsert(conn, table)
         .values(**key)
         .on_conflict_do_nothing(index_elements=[table.c[name] for name in key])
     )
 
 
-async def hold(
-    conn: AsyncConnection, table: Table, key: dict[str, Any], credits: int, limit: int | None
+def hold(
+    conn: Connection, table: Table, key: dict[str, Any], credits: int, limit: int | None
 ) -> bool:
     """The one conditional statement per counter: add `credits` to `reserved` if they fit.
 
@@ -96,18 +100,33 @@ async def hold(
     )
     if limit is not None:
         stmt = stmt.where(table.c.used + table.c.reserved + credits <= limit)
-    return (await conn.execute(stmt)).rowcount == 1
+    return (conn.execute(stmt)).rowcount == 1
 
 
-async def taken(conn: AsyncConnection, table: Table, key: dict[str, Any]) -> int:
+def hold_creating(
+    conn: Connection, table: Table, key: dict[str, Any], credits: int, limit: int | None
+) -> bool:
+    """`hold`, creating the counter row at zero first when it is missing.
+
+    The row exists for all but the first hold of a period (or day): try the hold alone,
+    and only when it refuses make sure the row exists and try again (a refusal over the
+    limit then costs two statements more, a reservation one less).
+    """
+    if hold(conn, table, key, credits, limit):
+        return True
+    ensure_row(conn, table, key)
+    return hold(conn, table, key, credits, limit)
+
+
+def taken(conn: Connection, table: Table, key: dict[str, Any]) -> int:
     """used + reserved of a counter row: only to word a refusal, never to decide one."""
     where = [table.c[name] == value for name, value in key.items()]
-    value = await conn.scalar(select(table.c.used + table.c.reserved).where(*where))
+    value = conn.scalar(select(table.c.used + table.c.reserved).where(*where))
     return int(value or 0)
 
 
-async def transition(
-    conn: AsyncConnection,
+def transition(
+    conn: Connection,
     reservation_id: uuid.UUID,
     to_state: ReservationState,
     now: datetime,
@@ -124,15 +143,15 @@ async def transition(
     if expired_by is not None:
         stmt = stmt.where(_res.c.expires_at <= expired_by)
     stmt = stmt.values(state=to_state.value, finished_at=now).returning(*_res.c)
-    return (await conn.execute(stmt)).one_or_none()
+    return (conn.execute(stmt)).one_or_none()
 
 
-async def move(conn: AsyncConnection, reservation: Row, *, release: int, charge: int) -> None:
+def move(conn: Connection, reservation: Row, *, release: int, charge: int) -> None:
     """Take `release` off the held credits and add `charge` to the used ones.
 
     On the counter rows the reservation was taken on (its period and day), not today's.
     """
-    await conn.execute(
+    conn.execute(
         update(_gp)
         .where(
             _gp.c.guild_id == reservation.guild_id,
@@ -141,7 +160,7 @@ async def move(conn: AsyncConnection, reservation: Row, *, release: int, charge:
         .values(reserved=_gp.c.reserved - release, used=_gp.c.used + charge)
     )
     if reservation.user_id is not None:
-        await conn.execute(
+        conn.execute(
             update(_ud)
             .where(
                 _ud.c.guild_id == reservation.guild_id,
@@ -152,8 +171,8 @@ async def move(conn: AsyncConnection, reservation: Row, *, release: int, charge:
         )
 
 
-async def write_ledger(
-    conn: AsyncConnection,
+def write_ledger(
+    conn: Connection,
     reservation: Row,
     billed: int,
     request_id: str | None,
@@ -161,7 +180,7 @@ async def write_ledger(
     now: datetime,
 ) -> None:
     """The synthesis' one ledger row, keyed by the reservation's id."""
-    await conn.execute(
+    conn.execute(
         insert(_led).values(
             id=reservation.id,
             guild_id=reservation.guild_id,
@@ -179,7 +198,7 @@ async def write_ledger(
     )
 
 
-async def carry_period(conn: AsyncConnection, guild_id: int, old: date, new: date) -> None:
+def carry_period(conn: Connection, guild_id: int, old: date, new: date) -> None:
     """Start period `new` with the used credits and alert flags of period `old`.
 
     When the row for `new` exists already (the reset day went back and forth), the larger
@@ -203,11 +222,11 @@ async def carry_period(conn: AsyncConnection, guild_id: int, old: date, new: dat
             "alert_100_sent": or_(_gp.c.alert_100_sent, stmt.excluded.alert_100_sent),
         },
     )
-    await conn.execute(stmt)
+    conn.execute(stmt)
 
 
-async def claim_alert(
-    conn: AsyncConnection,
+def claim_alert(
+    conn: Connection,
     guild_id: int,
     period_start: date,
     flag: str,
@@ -219,7 +238,7 @@ async def claim_alert(
     Returns the used credits when this call set it (this caller announces), else None.
     """
     row = (
-        await conn.execute(
+        conn.execute(
             update(_gp)
             .where(
                 _gp.c.guild_id == guild_id,

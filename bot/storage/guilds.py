@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, union, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage.base import ERASE_GUILD
-from bot.storage.engine import reading
+from bot.storage.engine import read_transaction, reading
 from bot.storage.models import (
     UNSET,
     GuildSettings,
@@ -39,16 +40,15 @@ class GuildSettingsRepository:
 
     async def get(self, guild_id: int) -> GuildSettings:
         """The guild's settings; all unset and unlocked when nothing was chosen."""
-        async with self._reader.connect() as connection:
-            row = (
-                (
-                    await connection.execute(
-                        select(guild_settings).where(guild_settings.c.guild_id == guild_id)
-                    )
-                )
-                .mappings()
-                .first()
-            )
+        return await read_transaction(self._engine, self._get, guild_id)
+
+    @staticmethod
+    def _get(connection: Connection, guild_id: int) -> GuildSettings:
+        row = (
+            connection.execute(select(guild_settings).where(guild_settings.c.guild_id == guild_id))
+            .mappings()
+            .first()
+        )
         if row is None:
             return GuildSettings(guild_id=guild_id)
         return GuildSettings(

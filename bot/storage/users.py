@@ -6,9 +6,10 @@ import logging
 from typing import Any
 
 from sqlalchemy import RowMapping, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.storage.engine import reading
+from bot.storage.engine import read_transaction
 from bot.storage.models import (
     UNSET,
     Unset,
@@ -36,37 +37,37 @@ class UserSettingsRepository:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._reader = reading(engine)
         self._dialect = engine.dialect.name
 
     # -- reading ---------------------------------------------------------------------
 
+    # Reads are plain functions of a connection run by `read_transaction`: on SQLite in a
+    # reader thread, so that a busy event loop does not make each statement slow.
+
     async def get(self, user_id: int) -> UserSettings:
         """The user's settings; all unset (autoread on) when they never set anything."""
-        async with self._reader.connect() as connection:
-            return await self._get(connection, user_id)
+        return await read_transaction(self._engine, self._get, user_id)
 
     async def get_override(self, guild_id: int, user_id: int) -> UserGuildOverride:
-        async with self._reader.connect() as connection:
-            return await self._get_override(connection, guild_id, user_id)
+        return await read_transaction(self._engine, self._get_override, guild_id, user_id)
 
     async def get_for_guild(
         self, guild_id: int, user_id: int
     ) -> tuple[UserSettings, UserGuildOverride]:
         """Both levels in one read, as resolution needs them for each utterance."""
-        async with self._reader.connect() as connection:
+
+        def both(connection: Connection) -> tuple[UserSettings, UserGuildOverride]:
             return (
-                await self._get(connection, user_id),
-                await self._get_override(connection, guild_id, user_id),
+                self._get(connection, user_id),
+                self._get_override(connection, guild_id, user_id),
             )
 
-    async def _get(self, connection: AsyncConnection, user_id: int) -> UserSettings:
+        return await read_transaction(self._engine, both)
+
+    @staticmethod
+    def _get(connection: Connection, user_id: int) -> UserSettings:
         row = (
-            (
-                await connection.execute(
-                    select(user_settings).where(user_settings.c.user_id == user_id)
-                )
-            )
+            connection.execute(select(user_settings).where(user_settings.c.user_id == user_id))
             .mappings()
             .first()
         )
@@ -76,15 +77,12 @@ class UserSettingsRepository:
             user_id=user_id, autoread=row["autoread"], nickname=row["nickname"], **_tuning(row)
         )
 
-    async def _get_override(
-        self, connection: AsyncConnection, guild_id: int, user_id: int
-    ) -> UserGuildOverride:
+    @staticmethod
+    def _get_override(connection: Connection, guild_id: int, user_id: int) -> UserGuildOverride:
         table = user_guild_overrides
         row = (
-            (
-                await connection.execute(
-                    select(table).where(table.c.guild_id == guild_id, table.c.user_id == user_id)
-                )
+            connection.execute(
+                select(table).where(table.c.guild_id == guild_id, table.c.user_id == user_id)
             )
             .mappings()
             .first()

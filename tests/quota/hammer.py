@@ -5,6 +5,12 @@
 Prints "ready" once imported and waits for a line on stdin (so that the test starts both
 processes at the same moment), then makes ATTEMPTS concurrent reservations, settling each
 granted one at its estimate, and prints {"granted": n, "refused": m} as JSON.
+
+The attempts start `RAMP` seconds apart (one second in all, many in flight at once). Fired
+all at once, one process writes its whole burst in a few milliseconds, its transactions
+back to back (`bot.storage.engine` queues them in memory), and SQLite's busy handler,
+polling other processes every 100 ms at worst, would let it finish before the other one
+got a turn: the test would then prove nothing about two processes at once.
 """
 
 from __future__ import annotations
@@ -16,12 +22,15 @@ import sys
 from bot.quota import QuotaExceeded, QuotaLedger
 from bot.storage.engine import create_engine
 
+RAMP = 0.005
+
 
 async def main(url: str, guild_id: int, attempts: int, credits: int, allowance: int) -> dict:
     engine = create_engine(url)
     ledger = QuotaLedger(engine, default_allowance=allowance)
 
-    async def one(user_id: int) -> bool:
+    async def one(index: int, user_id: int) -> bool:
+        await asyncio.sleep(index * RAMP)
         try:
             reservation = await ledger.reserve(
                 guild_id, user_id, credits, model_id=None, voice_id=None, characters=credits
@@ -32,7 +41,7 @@ async def main(url: str, guild_id: int, attempts: int, credits: int, allowance: 
         return True
 
     try:
-        results = await asyncio.gather(*(one(1000 + i % 5) for i in range(attempts)))
+        results = await asyncio.gather(*(one(i, 1000 + i % 5) for i in range(attempts)))
     finally:
         await engine.dispose()
     return {"granted": sum(results), "refused": attempts - sum(results)}
