@@ -6,6 +6,12 @@ settings and the guild's, works out which voices are unusable (gone from the
 catalogue, not on the plan, or refused by ElevenLabs at synthesis time), fetches
 (and caches) the chosen voice's own settings, and applies `resolve_voice`.
 
+The three stored levels (the user's settings, their override for the guild, the
+guild's settings) are cached in memory for `SETTINGS_CACHE_TTL` seconds, so that a
+burst of messages does not read the database for each one. Every change made in this
+process goes through here (or calls `invalidate_user` / `invalidate_guild`) and applies
+at once; a change made by another shard process applies within the time-to-live.
+
 The `/voice` and `/server` commands change those settings through the same
 object, so that validation (the voice exists and the plan can use it; the model
 exists and can speak) lives in one place and the cogs only render.
@@ -27,6 +33,7 @@ from bot.elevenlabs.models import TTSModel, Voice, VoiceSettings
 from bot.errors import BotError
 from bot.storage.models import GuildSettings, InvalidSetting, UserGuildOverride, UserSettings
 from bot.storage.store import Storage
+from bot.ttl_cache import TTLCache
 from bot.tts import VoiceChoice
 from bot.voice_settings import ResolvedVoice, resolve_voice, resolve_voice_id
 from bot.voices.catalog import MAX_CHOICES, VoiceCatalog
@@ -43,6 +50,16 @@ VOICE_FAILURE_TTL = 600.0
 The catalogue refresh (every 10 minutes) would notice a deleted voice too; this
 bridges the gap so that one refusal does not become one refusal per message.
 """
+
+SETTINGS_CACHE_TTL = 60.0
+"""Seconds the stored settings levels (user, user-in-guild, guild) are reused.
+
+The bound on staleness for a change made by another shard process (user settings are
+global, so a `/voice set` in a guild of another shard changes them); changes made in this
+process invalidate the cache at once.
+"""
+SETTINGS_CACHE_SIZE = 10_000
+"""Users, (guild, user) pairs and guilds kept, each (least recently used dropped first)."""
 
 AUTOCOMPLETE_BUDGET = 2.0
 """Seconds an autocomplete waits for the model list (Discord allows 3 s in all)."""
@@ -144,6 +161,7 @@ class PreferenceService:
         settings_ttl: float = VOICE_SETTINGS_TTL,
         models_ttl: float = MODELS_TTL,
         failure_ttl: float = VOICE_FAILURE_TTL,
+        cache_ttl: float = SETTINGS_CACHE_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.storage = storage
@@ -160,6 +178,58 @@ class PreferenceService:
         self._models_lock = asyncio.Lock()
         self._failed: dict[str, float] = {}
         self._told: set[tuple[int, str]] = set()
+        now = self._now
+        size = SETTINGS_CACHE_SIZE
+        self._users: TTLCache[int, UserSettings] = TTLCache(ttl=cache_ttl, clock=now, size=size)
+        self._overrides: TTLCache[tuple[int, int], UserGuildOverride] = TTLCache(
+            ttl=cache_ttl, clock=now, size=size
+        )
+        self._guilds: TTLCache[int, GuildSettings] = TTLCache(ttl=cache_ttl, clock=now, size=size)
+
+    def _now(self) -> float:
+        return self._clock()
+
+    # -- the stored levels (cached) -------------------------------------------------------
+
+    async def levels(
+        self, guild_id: int, user_id: int
+    ) -> tuple[UserSettings, UserGuildOverride, GuildSettings]:
+        """The user's settings, their override here and the guild's: from the cache if fresh."""
+        users, guilds = self.storage.users, self.storage.guilds
+        user = await self._users.get(user_id, lambda: users.get(user_id))
+        override = await self._overrides.get(
+            (guild_id, user_id), lambda: users.get_override(guild_id, user_id)
+        )
+        server = await self._guilds.get(guild_id, lambda: guilds.get(guild_id))
+        return user, override, server
+
+    async def _fresh_levels(
+        self, guild_id: int, user_id: int
+    ) -> tuple[UserSettings, UserGuildOverride, GuildSettings]:
+        """The levels read from the database now (for what a command shows), then cached."""
+        user, override = await self.storage.users.get_for_guild(guild_id, user_id)
+        server = await self.storage.guilds.get(guild_id)
+        self._users.put(user_id, user)
+        self._overrides.put((guild_id, user_id), override)
+        self._guilds.put(guild_id, server)
+        return user, override, server
+
+    def invalidate_user(self, user_id: int) -> None:
+        """The user's stored settings or overrides changed: read them again next time.
+
+        Anything that writes `user_settings` or `user_guild_overrides` other than this
+        service's own methods (the reader's autoread and nickname) must call it.
+        """
+        self._users.invalidate(user_id)
+        self._overrides.invalidate_where(lambda key: key[1] == user_id)
+
+    def invalidate_guild(self, guild_id: int) -> None:
+        """The guild's settings (or all of its data) changed: read them again next time.
+
+        Called by the guild lifecycle too (leaving, coming back, the purge).
+        """
+        self._guilds.invalidate(guild_id)
+        self._overrides.invalidate_where(lambda key: key[0] == guild_id)
 
     # -- which voices cannot be used ----------------------------------------------------
 
@@ -300,8 +370,7 @@ class PreferenceService:
         `requested` (a voice id given to /speak) wins over stored voices, unless the
         server locked its voice.
         """
-        user, override = await self.storage.users.get_for_guild(guild_id, user_id)
-        server = await self.storage.guilds.get(guild_id)
+        user, override, server = await self.levels(guild_id, user_id)
         return await self._resolve_levels(user, override, server, requested)
 
     async def _resolve_levels(
@@ -348,8 +417,7 @@ class PreferenceService:
             if voice is not None:
                 self.catalog.require_usable(voice)
             requested_id = voice.voice_id if voice is not None else requested
-        user, override = await self.storage.users.get_for_guild(guild_id, user_id)
-        server = await self.storage.guilds.get(guild_id)
+        user, override, server = await self.levels(guild_id, user_id)
         resolved = await self._resolve_levels(user, override, server, requested_id)
         notice = None
         if requested_id is not None and requested_id != resolved.voice_id:
@@ -389,9 +457,8 @@ class PreferenceService:
     # -- /voice -------------------------------------------------------------------------------
 
     async def user_view(self, guild_id: int, user_id: int) -> UserView:
-        """Everything `/voice show` says, read once."""
-        user, override = await self.storage.users.get_for_guild(guild_id, user_id)
-        server = await self.storage.guilds.get(guild_id)
+        """Everything `/voice show` says, read once (from the database: it is what is stored)."""
+        user, override, server = await self._fresh_levels(guild_id, user_id)
         resolved = await self._resolve_levels(user, override, server, None)
         return UserView(resolved=resolved, user=user, override=override, server=server)
 
@@ -417,10 +484,13 @@ class PreferenceService:
     async def reset_user(self, guild_id: int, user_id: int, *, here: bool = False) -> bool:
         """`/voice reset`; True when settings for this server still apply after it
         (a reset of your own settings keeps your `here` ones)."""
-        if here:
-            await self.storage.users.reset(user_id, guild_id=guild_id)
-            return False
-        await self.storage.users.reset(user_id)
+        try:
+            if here:
+                await self.storage.users.reset(user_id, guild_id=guild_id)
+                return False
+            await self.storage.users.reset(user_id)
+        finally:
+            self.invalidate_user(user_id)
         self._forget_notices(user_id)
         return not (await self.storage.users.get_override(guild_id, user_id)).is_empty()
 
@@ -428,7 +498,10 @@ class PreferenceService:
         """`/voice forget`: every stored row about the user, everywhere; and what we
         remember in memory. Returns the number of rows deleted or anonymised."""
         self._forget_notices(user_id)
-        return await self.storage.users.forget_user(user_id)
+        try:
+            return await self.storage.users.forget_user(user_id)
+        finally:
+            self.invalidate_user(user_id)
 
     async def _update_user(
         self, guild_id: int, user_id: int, here: bool, changes: dict[str, Any]
@@ -440,6 +513,8 @@ class PreferenceService:
                 await self.storage.users.update(user_id, **changes)
         except InvalidSetting as exc:
             raise SettingRejected(exc) from exc
+        finally:
+            self.invalidate_user(user_id)
 
     def _forget_notices(self, user_id: int) -> None:
         self._told = {told for told in self._told if told[0] != user_id}
@@ -447,7 +522,10 @@ class PreferenceService:
     # -- /server ------------------------------------------------------------------------------
 
     async def server_settings(self, guild_id: int) -> GuildSettings:
-        return await self.storage.guilds.get(guild_id)
+        """What `/server show` renders: read from the database (then cached)."""
+        settings = await self.storage.guilds.get(guild_id)
+        self._guilds.put(guild_id, settings)
+        return settings
 
     async def set_server_voice(self, guild_id: int, query: str) -> Voice:
         voice = self.find_voice(query)
@@ -467,17 +545,25 @@ class PreferenceService:
         return changes
 
     async def lock_server_voice(self, guild_id: int, locked: bool) -> GuildSettings:
-        await self.storage.guilds.set_lock_voice(guild_id, locked)
-        return await self.storage.guilds.get(guild_id)
+        try:
+            await self.storage.guilds.set_lock_voice(guild_id, locked)
+        finally:
+            self._guilds.invalidate(guild_id)
+        return await self.server_settings(guild_id)
 
     async def reset_server(self, guild_id: int) -> None:
-        await self.storage.guilds.reset(guild_id)
+        try:
+            await self.storage.guilds.reset(guild_id)
+        finally:
+            self._guilds.invalidate(guild_id)
 
     async def _update_server(self, guild_id: int, changes: dict[str, Any]) -> None:
         try:
             await self.storage.guilds.update(guild_id, **changes)
         except InvalidSetting as exc:
             raise SettingRejected(exc) from exc
+        finally:
+            self._guilds.invalidate(guild_id)
 
 
 def _names(model: TTSModel) -> tuple[str, str]:

@@ -58,6 +58,7 @@ class GuildLifecycle(commands.Cog):
         if self._guilds is None:
             return
         await self._guilds.mark_guild_left(guild.id)
+        self._changed([guild.id])
         days = self.grace.total_seconds() / 86400
         log.info("left guild %s: its data is deleted in %g days unless I return", guild.id, days)
 
@@ -89,6 +90,7 @@ class GuildLifecycle(commands.Cog):
         if (await guilds.get(guild.id)).left_at is None:
             return
         if await guilds.mark_guild_returned(guild.id):
+            self._changed([guild.id])
             log.info("back in guild %s: its data is kept", guild.id)
 
     async def purge(self, *, now: datetime | None = None) -> list[int]:
@@ -97,9 +99,17 @@ class GuildLifecycle(commands.Cog):
             return []
         present = {guild.id for guild in self.bot.guilds}
         purged = await self._guilds.purge_departed_guilds(self.grace, now=now)
+        self._changed(purged)
         if present & set(purged):  # a missed join event: should not happen, worth knowing
             log.warning("purged guilds the bot is in: %s", sorted(present & set(purged)))
         return purged
+
+    def _changed(self, guild_ids: list[int]) -> None:
+        """These guilds' stored settings changed: the voice resolution's cache forgets them."""
+        preferences = getattr(self.bot, "preferences", None)
+        if preferences is not None:
+            for guild_id in guild_ids:
+                preferences.invalidate_guild(guild_id)
 
     @tasks.loop(hours=PURGE_INTERVAL_HOURS)
     async def purge_loop(self) -> None:

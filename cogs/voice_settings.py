@@ -243,6 +243,7 @@ class VoiceSettings(
         reader = self.bot.reader
         assert reader is not None
         await reader.set_autoread(interaction.user.id, enabled)
+        self.bot.preferences.invalidate_user(interaction.user.id)
         text = (
             "Your messages are read aloud again where the bot reads channels."
             if enabled
@@ -263,6 +264,7 @@ class VoiceSettings(
             await self._reply(interaction, "That nickname has nothing that can be read aloud.")
             return
         await reader.set_nickname(interaction.user.id, cleaned)
+        self.bot.preferences.invalidate_user(interaction.user.id)
         text = (
             f"Your messages are introduced as \u201c{cleaned} said\u201d."
             if cleaned

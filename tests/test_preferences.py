@@ -20,6 +20,7 @@ from bot.elevenlabs import errors as el
 from bot.elevenlabs.client import ElevenLabsClient
 from bot.preferences import (
     SERVER_VOICE_GONE,
+    SETTINGS_CACHE_TTL,
     USER_VOICE_GONE,
     VOICE_LOCKED,
     ModelCannotSpeak,
@@ -468,3 +469,121 @@ async def test_a_slow_model_list_does_not_hold_up_autocomplete(world: World) -> 
     models = await world.prefs.tts_models()  # waits for the fetch in flight, no new request
     assert len(models) == 3 and world.requests("models") == 1
     assert len(await world.prefs.model_choices("")) == 3
+
+
+# -- the stored levels are cached (issue 8: many busy guilds at once) --------------------------
+
+
+class ReadCounter:
+    """Counts the repository reads resolution makes (wrapping the real methods)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.reads: dict[str, int] = {}
+        for repository, name in (
+            (storage.users, "get"),
+            (storage.users, "get_override"),
+            (storage.users, "get_for_guild"),
+            (storage.guilds, "get"),
+        ):
+            self._wrap(repository, name)
+
+    def _wrap(self, repository: Any, name: str) -> None:
+        original = getattr(repository, name)
+        label = f"{type(repository).__name__}.{name}"
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.reads[label] = self.reads.get(label, 0) + 1
+            return await original(*args, **kwargs)
+
+        setattr(repository, name, counted)
+
+    @property
+    def total(self) -> int:
+        return sum(self.reads.values())
+
+
+async def test_resolution_reads_each_level_once_then_from_memory(world: World) -> None:
+    await world.prefs.set_user_voice(GUILD, USER, "Adam")
+    await world.prefs.tune_server(GUILD, Tuning(stability=0.3))
+    counter = ReadCounter(world.storage)
+    for _ in range(5):
+        choice = await world.prefs.resolve(GUILD, USER, None)
+        assert (choice.voice_id, choice.settings.stability) == (world.voice_id("Adam"), 0.3)
+    assert counter.total == 3  # the user, their override here, the guild: once each
+    await world.prefs.resolve(OTHER_GUILD, USER, None)
+    # The user's own settings are the same everywhere: only the new guild's levels are read.
+    assert counter.total == 5
+
+
+async def test_concurrent_resolutions_share_one_read(world: World) -> None:
+    counter = ReadCounter(world.storage)
+    await asyncio.gather(*(world.prefs.resolve(GUILD, USER, None) for _ in range(20)))
+    assert counter.total == 3
+
+
+CHANGES = {
+    "set voice": lambda p: p.set_user_voice(GUILD, USER, "Callum"),
+    "set voice here": lambda p: p.set_user_voice(GUILD, USER, "Callum", here=True),
+    "tune": lambda p: p.tune_user(GUILD, USER, Tuning(stability=0.9)),
+    "tune here": lambda p: p.tune_user(GUILD, USER, Tuning(stability=0.9), here=True),
+    "reset": lambda p: p.reset_user(GUILD, USER),
+    "reset here": lambda p: p.reset_user(GUILD, USER, here=True),
+    "forget": lambda p: p.forget_user(USER),
+    "server voice": lambda p: p.set_server_voice(GUILD, "Callum"),
+    "server model": lambda p: p.set_server_model(GUILD, "eleven_turbo_v2_5"),
+    "server tune": lambda p: p.tune_server(GUILD, Tuning(stability=0.9)),
+    "server lock": lambda p: p.lock_server_voice(GUILD, True),
+    "server reset": lambda p: p.reset_server(GUILD),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+async def test_every_change_through_the_service_applies_at_once(world: World, change: str) -> None:
+    await world.prefs.set_server_voice(GUILD, "Bella")
+    await world.prefs.tune_server(GUILD, Tuning(stability=0.2))
+    await world.prefs.set_user_voice(GUILD, USER, "Adam")
+    await world.prefs.tune_user(GUILD, USER, Tuning(stability=0.5), here=True)
+    await world.prefs.set_user_voice(GUILD, USER, "Antoni", here=True)
+    before = await world.prefs.levels(GUILD, USER)  # cached from here on
+    await CHANGES[change](world.prefs)
+    # No time passes: only the invalidation can make the change visible.
+    after = await world.prefs.levels(GUILD, USER)
+    users, guilds = world.storage.users, world.storage.guilds
+    stored = (await users.get(USER), await users.get_override(GUILD, USER), await guilds.get(GUILD))
+    assert after == stored
+    assert after != before
+
+
+async def test_a_change_made_elsewhere_shows_within_the_ttl(world: World) -> None:
+    """Another shard process writes the database directly: the cache serves the old value
+    until its time-to-live is over, then the new one."""
+    await world.prefs.set_user_voice(GUILD, USER, "Adam")
+    assert (await world.prefs.resolved(GUILD, USER)).voice_id == world.voice_id("Adam")
+    await world.storage.users.update(USER, voice_id=world.voice_id("Callum"))
+    await world.storage.guilds.update(GUILD, stability=0.1)
+    world.clock.now += SETTINGS_CACHE_TTL - 1
+    stale = await world.prefs.resolved(GUILD, USER)
+    assert (stale.voice_id, stale.sources["stability"]) == (world.voice_id("Adam"), Source.VOICE)
+    world.clock.now += 1
+    fresh = await world.prefs.resolved(GUILD, USER)
+    assert (fresh.voice_id, fresh.stability) == (world.voice_id("Callum"), 0.1)
+
+
+async def test_invalidate_user_and_guild_for_writers_outside_the_service(world: World) -> None:
+    await world.prefs.resolved(GUILD, USER)
+    await world.storage.users.update(USER, voice_id=world.voice_id("Callum"))
+    world.prefs.invalidate_user(USER)
+    assert (await world.prefs.resolved(GUILD, USER)).voice_id == world.voice_id("Callum")
+    await world.storage.guilds.update(GUILD, lock_voice=True, voice_id=world.voice_id("Bella"))
+    world.prefs.invalidate_guild(GUILD)
+    assert (await world.prefs.resolved(GUILD, USER)).voice_id == world.voice_id("Bella")
+
+
+async def test_voice_show_and_server_show_read_what_is_stored(world: World) -> None:
+    await world.prefs.resolved(GUILD, USER)
+    await world.storage.users.update(USER, voice_id=world.voice_id("Callum"))
+    await world.storage.guilds.update(GUILD, stability=0.4)
+    assert (await world.prefs.user_view(GUILD, USER)).user.voice_id == world.voice_id("Callum")
+    assert (await world.prefs.server_settings(GUILD)).stability == 0.4
+    # ... and what they read is what resolution uses from then on.
+    assert (await world.prefs.resolved(GUILD, USER)).stability == 0.4

@@ -7,7 +7,9 @@
 
 The cog (`cogs.reader`) only forwards gateway events and `/setup` commands. `/voice autoread`,
 `/voice nickname` and `/voice forget` must go through `MessageReader.set_autoread` /
-`set_nickname` / `forget_user` for the change to apply before the cache's time-to-live ends.
+`set_nickname` / `forget_user` for the change to apply before the cache's time-to-live ends
+(and, since they write the user's settings row, `PreferenceService.invalidate_user`, whose
+own cache holds that row too).
 """
 
 from bot.reader.cache import CACHE_TTL, GuildConfig, ReaderConfig, UserCache

@@ -8,51 +8,22 @@ behind the cache's back. `/setup` writes go through `ReaderConfig`, which update
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from bot.storage.models import UserSettings
 from bot.storage.reader import ReaderConfigRepository, ReaderOptions
 from bot.storage.users import UserSettingsRepository
+from bot.ttl_cache import TTLCache
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 #: Cached guild options / blocks and user settings are read again after this many seconds.
 CACHE_TTL = 600.0
 #: At most this many users' settings are kept in memory.
 USER_CACHE_SIZE = 10_000
-
-
-class _SingleFlight:
-    """Concurrent loads of the same key share one database read."""
-
-    def __init__(self) -> None:
-        self._inflight: dict[Any, asyncio.Future[Any]] = {}
-
-    async def run(self, key: Any, load: Callable[[], Awaitable[T]]) -> T:
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            value = await load()
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
-            raise
-        else:
-            future.set_result(value)
-            return value
-        finally:
-            self._inflight.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +45,16 @@ class ReaderConfig:
     ) -> None:
         self.repository = repository
         self.clock = clock
-        self.ttl = ttl
         self._bound: dict[int, frozenset[int]] = {}
         self._primed = False
-        self._guilds: dict[int, GuildConfig] = {}
-        self._loads = _SingleFlight()
+        self._guilds: TTLCache[int, GuildConfig] = TTLCache(ttl=ttl, clock=self._now)
+
+    def _now(self) -> float:
+        return self.clock()  # late-bound: tests may swap `clock`
+
+    @property
+    def ttl(self) -> float:
+        return self._guilds.ttl
 
     async def prime(self) -> None:
         """Load every guild's bound channels (one query), so unread channels cost nothing."""
@@ -98,27 +74,23 @@ class ReaderConfig:
         return bound is not None and any(c in bound for c in channel_ids if c is not None)
 
     async def get(self, guild_id: int) -> GuildConfig:
-        cached = self._guilds.get(guild_id)
-        if cached is not None and self.clock() - cached.loaded_at < self.ttl:
-            return cached
-        return await self._loads.run(guild_id, lambda: self._load(guild_id))
+        return await self._guilds.get(guild_id, lambda: self._load(guild_id))
 
     async def _load(self, guild_id: int) -> GuildConfig:
         if not self._primed:
             self._bound[guild_id] = frozenset(await self.repository.bound_channels(guild_id))
-        config = GuildConfig(
+        loaded_at = self.clock()
+        return GuildConfig(
             options=await self.repository.get_options(guild_id),
             blocked=frozenset(await self.repository.blocked_users(guild_id)),
-            loaded_at=self.clock(),
+            loaded_at=loaded_at,
         )
-        self._guilds[guild_id] = config
-        return config
 
     def invalidate(self, guild_id: int) -> None:
-        self._guilds.pop(guild_id, None)
+        self._guilds.invalidate(guild_id)
 
     def forget_guild(self, guild_id: int) -> None:
-        self._guilds.pop(guild_id, None)
+        self._guilds.invalidate(guild_id)
         self._bound.pop(guild_id, None)
 
     # -- writes (each updates the cache at once) -------------------------------------------
@@ -173,25 +145,21 @@ class UserCache:
     ) -> None:
         self.repository = repository
         self.clock = clock
-        self.ttl = ttl
-        self.size = size
-        self._users: OrderedDict[int, tuple[UserSettings, float]] = OrderedDict()
-        self._loads = _SingleFlight()
+        self._users: TTLCache[int, UserSettings] = TTLCache(ttl=ttl, clock=self._now, size=size)
+
+    def _now(self) -> float:
+        return self.clock()
+
+    @property
+    def ttl(self) -> float:
+        return self._users.ttl
+
+    @property
+    def size(self) -> int | None:
+        return self._users.size
 
     async def get(self, user_id: int) -> UserSettings:
-        cached = self._users.get(user_id)
-        if cached is not None and self.clock() - cached[1] < self.ttl:
-            self._users.move_to_end(user_id)
-            return cached[0]
-        return await self._loads.run(user_id, lambda: self._load(user_id))
-
-    async def _load(self, user_id: int) -> UserSettings:
-        settings = await self.repository.get(user_id)
-        self._users[user_id] = (settings, self.clock())
-        self._users.move_to_end(user_id)
-        while len(self._users) > self.size:
-            self._users.popitem(last=False)
-        return settings
+        return await self._users.get(user_id, lambda: self.repository.get(user_id))
 
     def invalidate(self, user_id: int) -> None:
-        self._users.pop(user_id, None)
+        self._users.invalidate(user_id)

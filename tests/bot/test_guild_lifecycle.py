@@ -151,3 +151,19 @@ def test_grace_period_defaults_to_30_days_and_follows_a_setting() -> None:
     assert grace_period(SimpleNamespace(settings=SimpleNamespace())) == timedelta(days=30)  # type: ignore[arg-type]
     configured = SimpleNamespace(settings=SimpleNamespace(guild_data_grace_days=7))
     assert grace_period(configured) == timedelta(days=7)  # type: ignore[arg-type]
+
+
+async def test_the_purge_empties_the_voice_resolution_cache(tts: DiscordHarness) -> None:
+    """Resolution caches each server's settings: a purge must not leave them in memory."""
+    gid = tts.guild.id
+    alice = member_id(tts, "alice")
+    await fill_guild(tts, gid)
+    before = await tts.bot.preferences.levels(gid, alice)  # cached now
+    assert (before[1].stability, before[2].speed) == (0.3, 0.9)
+    await leave(tts)
+    left_at = (await tts.bot.storage.guilds.get(gid)).left_at
+    assert left_at is not None
+    purged = await lifecycle(tts).purge(now=left_at + timedelta(days=GUILD_DATA_GRACE_DAYS + 1))
+    assert purged == [gid]
+    _user, override, server = await tts.bot.preferences.levels(gid, alice)
+    assert (override.stability, server.speed, server.lock_voice) == (None, None, False)

@@ -396,3 +396,13 @@ async def test_voice_forget_unanswered_deletes_nothing(
     assert log.last.content == "Nothing was deleted: no answer within a minute."
     assert log.last.components == []
     assert (await tts.bot.storage.users.get(member_id(tts, "alice"))).voice_id is not None
+
+
+async def test_autoread_and_nickname_refresh_the_cached_user_settings(tts: DiscordHarness) -> None:
+    """Resolution caches the user's row: the reader's own writes to it invalidate it too."""
+    alice = member_id(tts, "alice")
+    await tts.bot.preferences.levels(tts.guild.id, alice)  # cached now
+    await tts.invoke("voice autoread", options={"enabled": False})
+    await tts.invoke("voice nickname", options={"name": "Ali"})
+    user, _override, _server = await tts.bot.preferences.levels(tts.guild.id, alice)
+    assert (user.autoread, user.nickname) == (False, "Ali")
