@@ -1684,6 +1684,36 @@ class DiscordHarness:
             message = discord.Message(state=self.state, channel=chan, data=payload)
         return message
 
+    def feed_message_create(
+        self,
+        content: str,
+        *,
+        author: MemberLike = "alice",
+        channel: discord.abc.Snowflake | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """MESSAGE_CREATE handed to discord.py's parser; its handlers are not waited for.
+
+        For load benchmarks: `message_create` finds the tasks it spawned with
+        `asyncio.all_tasks()`, O(tasks) per message, which with a thousand messages in flight
+        is the harness loading the very loop being measured. Count completions in the handler
+        instead. The fake stores the message as `message_create` does; returns the payload.
+        """
+        member = self._member_payload(author)
+        channel_id = channel.id if channel else self.guild.channel_ids["general"]
+        gid = self.rest.channels.get(channel_id, {}).get("guild_id") or self.guild.id
+        payload = message_payload(
+            channel_id=channel_id,
+            author=member["user"],
+            content=content,
+            guild_id=gid,
+            member=member,
+            **extra,
+        )
+        self.rest.store_message(payload)
+        self.state.parsers["MESSAGE_CREATE"](payload)
+        return payload
+
     async def message_edit(self, message: discord.abc.Snowflake, content: str) -> None:
         """Dispatch MESSAGE_UPDATE with new content (on_raw_message_edit / on_message_edit fire)."""
         stored = self.rest.messages.get(message.id)
