@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.app import TTSBot
 from bot.config import load_settings
+from bot.runtime import tune_for_serving
 from bot.testing.loopback import LoopbackVoiceClient
 from tests.fakes.discord import DiscordHarness, FakeDiscordREST, login_bot, use_discord_api_base
 
@@ -40,6 +41,7 @@ async def tts_bot(
                     "quota_default_allowance": 100_000_000,
                 }
                 values.update(overrides)
+                tune_for_serving()  # as `python -m bot run` does
                 bot = TTSBot(load_settings(None, **values), voice_client_cls=voice_client_cls)
                 harness = DiscordHarness(bot, rest, timeout=30.0)
                 try:

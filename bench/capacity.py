@@ -44,6 +44,7 @@ from bench.common import (
 )
 from bot.audio.encoding import Encoding, ProcessEncoding, encoding_from_settings
 from bot.player import EncoderSettings, GuildPlayer, SpeechItem
+from bot.runtime import tune_for_serving
 from bot.speech import SpeechRequest, Synthesizer
 from tests.fakes import speech
 
@@ -310,6 +311,7 @@ async def run(
         "opus_passthrough": (PASSTHROUGH_FORMAT, DEFAULT_ENCODER, 0),
     }
     out: dict[str, Any] = {}
+    tune_for_serving()  # as `python -m bot run` does
     async with elevenlabs_client(base_url, api_key) as synth:
         for name in variants:
             fmt, encoder, processes = configs[name]

@@ -111,10 +111,12 @@ def discord_errors(settings: Settings):
 
 async def run(args: argparse.Namespace) -> int:
     from bot.app import TTSBot
+    from bot.runtime import tune_for_serving
 
     settings = _settings()
     token = settings.require_discord_token().get_secret_value()
     settings.require_elevenlabs_key()
+    tune_for_serving()
     bot = TTSBot(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
