@@ -49,7 +49,7 @@ FULL = Plan(
     baseline_runs=30,
     warmup=2,
     gapless_items=20,
-    capacity_ladder=[5, 10, 25, 50, 75, 100, 150, 200, 250, 300],
+    capacity_ladder=[25, 50, 100, 150, 200, 250, 300],
     capacity_attempts=2,
     capacity_window=5.0,
     capacity_variants=[
@@ -58,6 +58,9 @@ FULL = Plan(
         "pcm48_default_encoder",
         "pcm48_speech_encoder",
         "mp3_discord_py_encoder",
+        "mp3_default_encoder_processes",
+        "mp3_speech_encoder_processes",
+        "pcm48_speech_encoder_processes",
         "opus_passthrough",
     ],
     burst_messages=1000,
