@@ -23,6 +23,7 @@ from typing import Any
 
 from bench import capacity, gapless, reader_burst, stall, ttfa
 from bench.common import LONG_TEXT, VOICE, fake_in_subprocess, machine
+from bot.runtime import tune_for_serving
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 SECTIONS = ("ttfa", "gapless", "stall", "capacity", "reader")
@@ -136,6 +137,7 @@ def _capacity_summary(found: dict[str, Any]) -> dict[str, Any]:
 
 
 async def main(args: argparse.Namespace, save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    tune_for_serving()  # as `python -m bot run` does, before the first subprocess
     plan = QUICK if args.quick else FULL
     sections = args.only or list(SECTIONS)
     started = time.perf_counter()

@@ -29,11 +29,17 @@ GC_THRESHOLDS: Final = (20_000, 50, 100)
 
 
 def tune_for_serving() -> None:
+    """Idempotent. Call it before the first subprocess: a child started under another
+    watcher would never be reaped once the watcher is replaced."""
     gc.set_threshold(*GC_THRESHOLDS)
     if sys.version_info < (3, 12) and sys.platform == "linux" and hasattr(os, "pidfd_open"):
         loop = asyncio.get_running_loop()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
+            policy = asyncio.get_event_loop_policy()
+            current = getattr(policy, "_watcher", None)
+            if isinstance(current, asyncio.PidfdChildWatcher) and current._loop is loop:
+                return
             watcher = asyncio.PidfdChildWatcher()
             watcher.attach_loop(loop)
             asyncio.get_event_loop_policy().set_child_watcher(watcher)

@@ -183,8 +183,13 @@ class _ProcessHandle:
         elif not self._worker.alive:
             raise EncoderUnavailableError()  # the encoder and its state died with it
         future: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+        try:
+            self._worker.send(worker.ENCODE, self.key, pcm)
+        except (ConnectionError, RuntimeError):  # its pipe is gone: the worker is dying
+            self._encoding._died(self._worker)
+            raise EncoderUnavailableError() from None
+        # Queued after the write, with no await in between: the answer cannot come first.
         self._worker.waiting.append(future)
-        self._worker.send(worker.ENCODE, self.key, pcm)
         try:
             packets = await future
         except EncoderUnavailableError:
