@@ -327,19 +327,11 @@ _default: Encoding | None = None
 
 
 def default_encoding() -> Encoding:
-    """The process' encoding: threads unless `use_encoding()` chose otherwise."""
+    """Threads of this process: what a player uses when none is given (tests, the CLI)."""
     global _default
     if _default is None:
         _default = ThreadEncoding()
     return _default
-
-
-def use_encoding(encoding: Encoding) -> Encoding:
-    """Make `encoding` the process' default (the bot does, from `OPUS_ENCODER_PROCESSES`);
-    returns the previous one, which the caller closes."""
-    global _default
-    previous, _default = default_encoding(), encoding
-    return previous
 
 
 def encoding_from_settings(processes: int) -> ThreadEncoding | ProcessEncoding:

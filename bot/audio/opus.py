@@ -77,17 +77,6 @@ class EncoderSettings:
         if not 6 <= self.bitrate <= 510:
             raise ValueError("bitrate must be between 6 and 510 kbit/s")
 
-    def as_kwargs(self) -> dict[str, Any]:
-        """discord.py's `VoiceClient.play()` encoder options (for a PCM source)."""
-        return {
-            "application": self.application,
-            "bitrate": self.bitrate,
-            "signal_type": self.signal_type,
-            "fec": self.fec,
-            "expected_packet_loss": self.expected_packet_loss,
-            "bandwidth": self.bandwidth,
-        }
-
 
 def _lib() -> Any:
     discord.opus._OpusStruct.get_opus_version()  # loads libopus, or raises OpusNotLoaded

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -165,22 +166,7 @@ class QuotaLedger:
         # Everything that takes no lock on a counter first, so that the counter rows are
         # locked (PostgreSQL) for as short a time as possible: from their UPDATE to the
         # commit. A refusal below rolls all of it back.
-        conn.execute(
-            insert(_res).values(
-                id=reservation.id,
-                guild_id=guild_id,
-                user_id=user_id,
-                credits=credits,
-                characters=characters,
-                model_id=model_id,
-                voice_id=voice_id,
-                period_start=period.key,
-                day=day.key,
-                state=ReservationState.HELD.value,
-                created_at=now,
-                expires_at=reservation.expires_at,
-            )
-        )
+        conn.execute(insert(_res).values(**asdict(reservation), state=ReservationState.HELD.value))
         guild_key = {"guild_id": guild_id, "period_start": period.key}
         user_key = {"guild_id": guild_id, "user_id": user_id, "day": day.key}
         if not statements.hold_creating(conn, _gp, guild_key, credits, allowance or None):

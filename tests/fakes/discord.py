@@ -1665,6 +1665,22 @@ class DiscordHarness:
         **extra: Any,
     ) -> discord.Message:
         """Dispatch MESSAGE_CREATE (on_message fires); the fake also stores the message."""
+        payload = self._stored_message(content, author, channel, extra)
+        await self.dispatch("MESSAGE_CREATE", payload)
+        message = self.state._get_message(int(payload["id"]))
+        if message is None:  # max_messages=None disables the cache
+            chan, _ = self.state._get_guild_channel(payload)
+            message = discord.Message(state=self.state, channel=chan, data=payload)
+        return message
+
+    def _stored_message(
+        self,
+        content: str,
+        author: MemberLike,
+        channel: discord.abc.Snowflake | None,
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A MESSAGE_CREATE payload from `author` in `channel` (#general), stored in the fake."""
         member = self._member_payload(author)
         channel_id = channel.id if channel else self.guild.channel_ids["general"]
         gid = self.rest.channels.get(channel_id, {}).get("guild_id") or self.guild.id
@@ -1677,12 +1693,7 @@ class DiscordHarness:
             **extra,
         )
         self.rest.store_message(payload)
-        await self.dispatch("MESSAGE_CREATE", payload)
-        message = self.state._get_message(int(payload["id"]))
-        if message is None:  # max_messages=None disables the cache
-            chan, _ = self.state._get_guild_channel(payload)
-            message = discord.Message(state=self.state, channel=chan, data=payload)
-        return message
+        return payload
 
     def feed_message_create(
         self,
@@ -1699,18 +1710,7 @@ class DiscordHarness:
         is the harness loading the very loop being measured. Count completions in the handler
         instead. The fake stores the message as `message_create` does; returns the payload.
         """
-        member = self._member_payload(author)
-        channel_id = channel.id if channel else self.guild.channel_ids["general"]
-        gid = self.rest.channels.get(channel_id, {}).get("guild_id") or self.guild.id
-        payload = message_payload(
-            channel_id=channel_id,
-            author=member["user"],
-            content=content,
-            guild_id=gid,
-            member=member,
-            **extra,
-        )
-        self.rest.store_message(payload)
+        payload = self._stored_message(content, author, channel, extra)
         self.state.parsers["MESSAGE_CREATE"](payload)
         return payload
 
