@@ -235,7 +235,7 @@ class Server(
         service = self._quota()
         settings = await self.bot.storage.guilds.get(interaction.guild_id)
         rate = await service.model_rate(settings.model_id)
-        top = await service.ledger.top_users(interaction.guild_id, limit=10)
+        top = await service.top_users(interaction.guild_id, limit=10)
         if not top:
             await self._reply(interaction, "Nobody has used any credits this period yet.")
             return

@@ -41,6 +41,7 @@ from bot.quota.models import (
     QuotaExceeded,
     QuotaLimit,
     Reservation,
+    UserTotal,
     UserUsage,
 )
 from bot.quota.periods import credits_to_characters, estimate_credits
@@ -518,6 +519,10 @@ class QuotaService:
             user=await self.ledger.user_usage_today(guild_id, user_id, now),
             rate=await self.model_rate(model_id),
         )
+
+    async def top_users(self, guild_id: int, limit: int = 10) -> list[UserTotal]:
+        """The members who used the most credits in the guild's current period."""
+        return await self.ledger.top_users(guild_id, limit=limit, now=self._clock())
 
     # ------------------------------------------------------------------ maintenance
 

@@ -503,7 +503,11 @@ async def test_start_runs_the_maintenance_until_aclose(
         GUILD, USER, 7, model_id=FLASH, voice_id=VOICE, characters=14, now=NOW - timedelta(days=1)
     )
     service = QuotaService(
-        ledger, client=client, default_model=FLASH, expire_interval=timedelta(milliseconds=10)
+        ledger,
+        client=client,
+        default_model=FLASH,
+        expire_interval=timedelta(milliseconds=10),
+        clock=lambda: NOW,  # the hold is a day old whatever the date the tests run on
     )
     steps: asyncio.Queue[int] = asyncio.Queue()
     expire = ledger.expire_stale
