@@ -4,7 +4,7 @@
 FROM python:3.11.7-slim-bookworm
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg libopus0 tini \
+    && apt-get install -y --no-install-recommends ffmpeg libmpg123-0 libopus0 tini \
     && rm -rf /var/lib/apt/lists/*
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

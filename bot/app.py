@@ -128,7 +128,10 @@ class TTSBot(commands.AutoShardedBot):
                 self.http_session, SecretStr(""), base_url=settings.elevenlabs_base_url
             )
         self.synthesizer = Synthesizer(
-            self.elevenlabs, ffmpeg_path=settings.ffmpeg_path, max_bytes=settings.max_audio_bytes
+            self.elevenlabs,
+            ffmpeg_path=settings.ffmpeg_path,
+            max_bytes=settings.max_audio_bytes,
+            mp3_decoder=settings.mp3_decoder,
         )
         # Threads by default; worker processes (started now, not at the first message) when
         # OPUS_ENCODER_PROCESSES asks for them.

@@ -14,7 +14,7 @@ import aiohttp
 
 from bot.audio.formats import FormatPolicy
 from bot.audio.frames import FrameBuffer
-from bot.audio.pipeline import DEFAULT_MAX_BYTES, DecodeJob
+from bot.audio.pipeline import DEFAULT_MAX_BYTES, DecodeJob, Mp3DecoderChoice
 from bot.audio.url import UrlStream
 from bot.elevenlabs.client import ElevenLabsClient, SpeechStream
 from bot.elevenlabs.models import VoiceSettings
@@ -43,9 +43,11 @@ class Synthesizer:
         ffmpeg_path: str = "ffmpeg",
         max_bytes: int = DEFAULT_MAX_BYTES,
         policy: FormatPolicy | None = None,
+        mp3_decoder: Mp3DecoderChoice = "auto",
     ) -> None:
         self.client = client
         self.ffmpeg_path = ffmpeg_path
+        self.mp3_decoder = mp3_decoder
         self.max_bytes = max_bytes
         self.policy = policy or FormatPolicy()
 
@@ -77,6 +79,7 @@ class Synthesizer:
             ffmpeg_path=self.ffmpeg_path,
             max_bytes=self.max_bytes,
             policy=self.policy,
+            mp3_decoder=self.mp3_decoder,
             label=label or request.voice_id,
         )
 
@@ -96,4 +99,5 @@ class Synthesizer:
             ffmpeg_path=self.ffmpeg_path,
             max_bytes=self.max_bytes,
             label=label or "preview",
+            mp3_decoder=self.mp3_decoder,
         )

@@ -68,6 +68,7 @@ EVERY_VARIABLE: dict[str, tuple[str, object]] = {
     "ELEVENLABS_MAX_RETRIES": ("0", 0),
     "ELEVENLABS_RETRY_BUDGET": ("2.5", 2.5),
     "FFMPEG_PATH": ("/opt/ffmpeg/bin/ffmpeg", "/opt/ffmpeg/bin/ffmpeg"),
+    "MP3_DECODER": ("ffmpeg", "ffmpeg"),
     "MAX_AUDIO_BYTES": ("1048576", 1048576),
     "QUEUE_LIMIT": ("5", 5),
     "MAX_TEXT_CHARS": ("300", 300),

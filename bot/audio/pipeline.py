@@ -4,9 +4,9 @@ Three stages run as tasks on the event loop:
 1. fetch: reads the HTTP body as fast as it arrives into the item's own buffer
    (capped), so the ElevenLabs concurrency slot is released as soon as synthesis
    ends, however slowly the audio plays;
-2. feed: writes that buffer into ffmpeg's stdin (or converts raw PCM and μ/A-law
-   in Python, or splits Ogg Opus into packets for a buffer that takes them as they
-   are: no ffmpeg at all for those);
+2. feed: writes that buffer into ffmpeg's stdin (or decodes MP3 in the process with
+   libmpg123, converts raw PCM and μ/A-law in Python, or splits Ogg Opus into packets
+   for a buffer that takes them as they are: no ffmpeg at all for those);
 3. drain: reads ffmpeg's stdout into the `FrameBuffer`, whose bound is the only
    back-pressure: it stops ffmpeg, which stops the feed, never the fetch.
 
@@ -25,8 +25,9 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from bot.audio import mpg123
 from bot.audio.formats import FormatPolicy, InputFormat, ffmpeg_command
 from bot.audio.frames import FrameBuffer, RawToDiscord
 from bot.audio.mp3 import Mp3Framer
@@ -125,6 +126,9 @@ class ByteFifo:
         return self._chunks.popleft()
 
 
+Mp3DecoderChoice = Literal["auto", "libmpg123", "ffmpeg"]
+
+
 class DecodeJob:
     """Fetches and decodes one item into `frames`. Await `run()`; cancel it to stop."""
 
@@ -138,6 +142,7 @@ class DecodeJob:
         max_bytes: int = DEFAULT_MAX_BYTES,
         policy: FormatPolicy | None = None,
         label: str = "",
+        mp3_decoder: Mp3DecoderChoice = "auto",
     ) -> None:
         self._open_stream = open_stream
         self.requested_format = output_format
@@ -147,6 +152,7 @@ class DecodeJob:
         self.max_bytes = max_bytes
         self.policy = policy
         self.label = label
+        self.mp3_decoder = mp3_decoder
         self.stream: AudioStream | None = None
         self.timings = JobTimings(started_at=time.perf_counter())
         self.bytes_in = 0
@@ -180,9 +186,11 @@ class DecodeJob:
         while True:
             self.output_format = fmt_name
             fmt = InputFormat.parse(fmt_name)
+            # Before the request: a missing decoder must not cost a billed synthesis.
             if self._decoder_needed(fmt) and shutil.which(self.ffmpeg_path) is None:
-                # Before the request: a missing decoder must not cost a billed synthesis.
                 raise FFmpegNotFoundError(self.ffmpeg_path)
+            if fmt.codec == "mp3" and self.mp3_decoder == "libmpg123" and not mpg123.available():
+                raise mpg123.Mp3DecoderUnavailableError()
             self.stream = self._open_stream(fmt_name)
             try:
                 # Spawn the decoder while the request is on its way.
@@ -210,8 +218,18 @@ class DecodeJob:
         """Ogg Opus into a buffer that takes Opus packets: no decoder at all."""
         return fmt.codec == "opus" and getattr(self.frames, "accepts_opus", False)
 
+    def _decodes_mp3_in_process(self, fmt: InputFormat) -> bool:
+        if fmt.codec != "mp3" or self.mp3_decoder == "ffmpeg":
+            return False
+        return self.mp3_decoder == "libmpg123" or mpg123.available()
+
     def _decoder_needed(self, fmt: InputFormat) -> bool:
-        return fmt.needs_ffmpeg and not self._passes_opus(fmt)
+        """Whether this format needs an ffmpeg process."""
+        return (
+            fmt.needs_ffmpeg
+            and not self._passes_opus(fmt)
+            and not self._decodes_mp3_in_process(fmt)
+        )
 
     async def _spawn(self, fmt: InputFormat) -> None:
         try:
@@ -320,9 +338,22 @@ class DecodeJob:
             self._stderr_tail = (self._stderr_tail + line.decode(errors="replace"))[-500:]
 
     async def _convert(self, fifo: ByteFifo, fmt: InputFormat) -> None:
+        if fmt.codec == "mp3":
+            await self._decode_mp3(fifo)
+            return
         converter = RawToDiscord(fmt.codec, fmt.sample_rate)
         while chunk := await fifo.get():
             await self._deliver(converter.convert(chunk))
+
+    async def _decode_mp3(self, fifo: ByteFifo) -> None:
+        converter = mpg123.Mp3ToDiscord()
+        try:
+            while chunk := await fifo.get():
+                await self._deliver(converter.convert(chunk))
+        except mpg123.Mp3DecodeError as error:
+            raise DecoderError(f"libmpg123: {error}") from None
+        finally:
+            converter.close()
 
     async def _unwrap(self, fifo: ByteFifo) -> None:
         parser = OggOpusParser()

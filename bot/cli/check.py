@@ -8,6 +8,7 @@ import shutil
 import sys
 from datetime import UTC, datetime
 
+from bot.audio import mpg123
 from bot.config import ConfigError, Settings, load_settings
 from bot.errors import BotError
 
@@ -69,6 +70,16 @@ async def run(args: argparse.Namespace) -> int:
         ok.append(f"ffmpeg: {version}")
     except BotError as exc:
         problems.append(str(exc))
+
+    choice = settings.mp3_decoder if settings else "auto"
+    if choice == "ffmpeg":
+        ok.append("mp3: decoded by ffmpeg (MP3_DECODER=ffmpeg)")
+    elif mpg123.available():
+        ok.append("mp3: decoded in the process by libmpg123")
+    elif choice == "libmpg123":
+        problems.append("mp3: libmpg123 not loadable: apt-get install libmpg123-0")
+    else:
+        ok.append("mp3: decoded by ffmpeg (apt-get install libmpg123-0 to decode in the process)")
 
     if opus_loaded():
         ok.append("opus: libopus loaded")

@@ -83,7 +83,10 @@ async def run(args: argparse.Namespace) -> int:
     async with elevenlabs_client(settings) as client:
         voice_id = await resolve_voice_id(client, args.voice)
         synthesizer = Synthesizer(
-            client, ffmpeg_path=settings.ffmpeg_path, max_bytes=settings.max_audio_bytes
+            client,
+            ffmpeg_path=settings.ffmpeg_path,
+            max_bytes=settings.max_audio_bytes,
+            mp3_decoder=settings.mp3_decoder,
         )
         request = SpeechRequest(
             text=args.text,

@@ -159,22 +159,25 @@ async def test_pcm_48000_is_exactly_the_reference_in_stereo(
 
 
 @pytest.mark.parametrize(
-    ("output_format", "slack_s"),
+    ("output_format", "slack_s", "decoder"),
     [
-        ("mp3_44100_128", 2 * MP3_FRAME_S),
-        ("mp3_22050_32", 2 * 1152 / 22_050),
-        ("pcm_24000", 0.02),
-        ("pcm_16000", 0.02),
-        ("pcm_44100", 0.02),
-        ("ulaw_8000", 0.02),
+        ("mp3_44100_128", 2 * MP3_FRAME_S, "libmpg123"),
+        ("mp3_44100_128", 2 * MP3_FRAME_S, "ffmpeg"),
+        ("mp3_22050_32", 2 * 1152 / 22_050, "libmpg123"),
+        ("mp3_22050_32", 2 * 1152 / 22_050, "ffmpeg"),
+        ("pcm_24000", 0.02, "auto"),
+        ("pcm_16000", 0.02, "auto"),
+        ("pcm_44100", 0.02, "auto"),
+        ("ulaw_8000", 0.02, "auto"),
     ],
 )
 async def test_every_format_decodes_to_the_reference(
-    fake_elevenlabs: FakeElevenLabs, output_format: str, slack_s: float
+    fake_elevenlabs: FakeElevenLabs, output_format: str, slack_s: float, decoder: str
 ) -> None:
     reference = await speech.reference_pcm(VOICE, TEXT, channels=2)
     async with client_for(fake_elevenlabs) as client:
-        job = Synthesizer(client).job(SpeechRequest(TEXT, VOICE, output_format=output_format))
+        synthesizer = Synthesizer(client, mp3_decoder=decoder)
+        job = synthesizer.job(SpeechRequest(TEXT, VOICE, output_format=output_format))
         frames = await collect(job)
     assert frames and all(len(f) == FRAME_BYTES for f in frames)
     decoded = b"".join(frames)
@@ -234,10 +237,13 @@ async def _warm(fake: FakeElevenLabs, client: ElevenLabsClient, fmt: str) -> Non
     fake.reset_records()
 
 
-@pytest.mark.parametrize("output_format", ["mp3_44100_128", "pcm_48000"])
+@pytest.mark.parametrize(
+    ("output_format", "decoder"),
+    [("mp3_44100_128", "ffmpeg"), ("mp3_44100_128", "libmpg123"), ("pcm_48000", "auto")],
+)
 @pytest.mark.parametrize("stage", ["before_first_byte", "mid_stream", "after_body", "playback"])
 async def test_cancel_leaves_no_process_thread_or_fd(
-    fake_elevenlabs_factory, stage: str, output_format: str
+    fake_elevenlabs_factory, stage: str, output_format: str, decoder: str
 ) -> None:
     fake = await fake_elevenlabs_factory()
     async with client_for(fake) as client:
@@ -249,7 +255,7 @@ async def test_cancel_leaves_no_process_thread_or_fd(
             fake.headers_delay, fake.first_byte_delay = 0.2, 30.0
         elif stage in ("mid_stream", "playback"):
             fake.pace = 1.0
-        job = Synthesizer(client).job(
+        job = Synthesizer(client, mp3_decoder=decoder).job(
             SpeechRequest(TEXT, VOICE, output_format=output_format), frames=frames
         )
         task = asyncio.create_task(job.run())
@@ -269,8 +275,10 @@ async def test_cancel_leaves_no_process_thread_or_fd(
             reader = CadencedReader(frames)
             reader.start()
             await wait_for(lambda: len(reader.frames) >= 3)
-        if output_format != "pcm_48000" and stage != "after_body":
+        if decoder == "ffmpeg" and stage != "after_body":
             assert job._proc is not None  # ffmpeg is running: the cancel must reap it
+        elif decoder != "ffmpeg":
+            assert job._proc is None  # decoded in the process: there is no child at all
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -293,7 +301,7 @@ async def test_cancel_while_the_request_is_being_opened(fake_elevenlabs_factory)
         baseline = Resources.now()
         fake.headers_delay = 30.0
         for _ in range(5):
-            job = Synthesizer(client).job(SpeechRequest(TEXT, VOICE))
+            job = Synthesizer(client, mp3_decoder="ffmpeg").job(SpeechRequest(TEXT, VOICE))
             task = asyncio.create_task(job.run())
             await asyncio.sleep(0)  # spawn and POST both started, neither finished
             task.cancel()
@@ -449,7 +457,8 @@ async def test_a_missing_ffmpeg_is_one_clear_sentence_and_costs_no_request(
     fake_elevenlabs: FakeElevenLabs,
 ) -> None:
     async with client_for(fake_elevenlabs) as client:
-        job = Synthesizer(client, ffmpeg_path="/nonexistent/ffmpeg").job(SpeechRequest(TEXT, VOICE))
+        synthesizer = Synthesizer(client, ffmpeg_path="/nonexistent/ffmpeg", mp3_decoder="ffmpeg")
+        job = synthesizer.job(SpeechRequest(TEXT, VOICE))
         with pytest.raises(FFmpegNotFoundError) as caught:
             await collect(job)
         assert client.in_flight == 0

@@ -29,13 +29,14 @@ async def test_all_good(fake_elevenlabs: FakeElevenLabs, tmp_path: Path) -> None
     lines = done.stdout.splitlines()
     assert lines[0] == "ok       settings: valid"
     assert re.fullmatch(r"ok       ffmpeg: ffmpeg version \S+", lines[1])
-    assert lines[2] == "ok       opus: libopus loaded"
-    assert re.fullmatch(r"ok       dave: davey [\d.]+ importable", lines[3])
-    assert lines[4] == (
+    assert lines[2] == "ok       mp3: decoded in the process by libmpg123"
+    assert lines[3] == "ok       opus: libopus loaded"
+    assert re.fullmatch(r"ok       dave: davey [\d.]+ importable", lines[4])
+    assert lines[5] == (
         "ok       elevenlabs: key works, plan creator, 98,766 of 100,000 credits left, "
         "resets 2027-01-01"
     )
-    assert len(lines) == 5
+    assert len(lines) == 6
     assert fake_elevenlabs.api_key not in done.output and TOKEN not in done.output
     (request,) = fake_elevenlabs.requests
     assert request.path == "/v1/user/subscription"
@@ -126,3 +127,18 @@ async def test_several_problems_each_get_a_line(
     problems = done.stderr.splitlines()
     assert [p.split(":")[0] for p in problems] == ["problem  ffmpeg", "problem  elevenlabs"]
     assert "x" * 20 not in done.output
+
+
+async def test_mp3_by_ffmpeg_when_asked(fake_elevenlabs: FakeElevenLabs, tmp_path: Path) -> None:
+    done = await check(fake_elevenlabs, tmp_path, MP3_DECODER="ffmpeg")
+    assert done.returncode == 0, done.stderr
+    assert "ok       mp3: decoded by ffmpeg (MP3_DECODER=ffmpeg)" in done.stdout.splitlines()
+
+
+async def test_an_unknown_mp3_decoder_is_a_settings_problem(
+    fake_elevenlabs: FakeElevenLabs, tmp_path: Path
+) -> None:
+    done = await check(fake_elevenlabs, tmp_path, MP3_DECODER="lame")
+    assert done.returncode == 1
+    assert "problem  settings: MP3_DECODER: must be one of" in done.stderr
+    assert "Traceback" not in done.output

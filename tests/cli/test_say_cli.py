@@ -262,10 +262,26 @@ async def test_the_network_down(tmp_path: Path) -> None:
 
 
 async def test_a_missing_ffmpeg(fake: FakeElevenLabs, tmp_path: Path) -> None:
-    done = await say(fake, tmp_path, TEXT, "--voice", VOICE, FFMPEG_PATH="/nonexistent/ffmpeg")
+    done = await say(
+        fake,
+        tmp_path,
+        TEXT,
+        "--voice",
+        VOICE,
+        FFMPEG_PATH="/nonexistent/ffmpeg",
+        MP3_DECODER="ffmpeg",
+    )
     line = assert_one_clean_error_line(done, fake)
     assert "ffmpeg" in line
     assert fake.tts_requests == []
+
+
+async def test_mp3_plays_without_ffmpeg_when_libmpg123_decodes(
+    fake: FakeElevenLabs, tmp_path: Path
+) -> None:
+    done = await say(fake, tmp_path, TEXT, "--voice", VOICE, FFMPEG_PATH="/nonexistent/ffmpeg")
+    assert done.returncode == 0, done.stderr
+    assert "s of audio" in done.stdout
 
 
 async def test_empty_text_is_refused(fake: FakeElevenLabs, tmp_path: Path) -> None:
