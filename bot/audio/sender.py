@@ -13,7 +13,8 @@ packet leaves at once), a late wake-up is made up by sending the packets that ar
 due back to back, but never more than `MAX_CATCH_UP` of them: beyond that the
 clock restarts, so a stalled process never bursts. While the voice connection is
 down the playback waits (no packet is read) and it gives up after the voice
-client's timeout, as discord.py does; the `after` callback runs on this thread.
+client's timeout, as discord.py does; the `after` callback runs on this thread. Only a
+playback's first packet leaves from the thread that calls `play()`, at once.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Playback:
         self._stopping = threading.Event()
         self._done = threading.Event()
         self._disconnected_at: float | None = None
+        self._serving = threading.Lock()
 
     def stop(self) -> None:
         """End this playback at the sender's next wake-up (its `after` then runs)."""
@@ -94,7 +96,13 @@ class VoiceSender:
     def play(
         self, voice: discord.VoiceClient, source: discord.AudioSource, after: After
     ) -> Playback:
-        """Start sending `source` (Opus packets) on `voice`; its first packet leaves at once."""
+        """Start sending `source` (Opus packets) on `voice`; its first packet leaves at once.
+
+        That first packet is sent here, on the calling thread (the event loop's, for the
+        player): waking the sender thread and waiting for it to get the GIL from a busy
+        loop cost 2-5 ms of time to first audio. Every later packet, and `after`, come
+        from the sender thread (unless the source ends at its very first read).
+        """
         if self._closed:
             raise RuntimeError("the voice sender is closed")
         playback = Playback(voice, source, after)
@@ -105,6 +113,9 @@ class VoiceSender:
             observe(playback)
         with self._lock:
             self._playbacks.append(playback)
+        if voice.is_connected() and self._serve(playback, playback._due) is None:
+            return playback  # it ended at its first read (its `after` has run)
+        with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
@@ -149,6 +160,10 @@ class VoiceSender:
 
     def _serve(self, playback: Playback, now: float) -> float | None:
         """Send what `playback` has due; the instant it is due next, or None once it ended."""
+        with playback._serving:  # play() sends the first packet while the thread may run
+            return self._serve_locked(playback, now)
+
+    def _serve_locked(self, playback: Playback, now: float) -> float | None:
         try:
             if playback._stopping.is_set():
                 self._end(playback, None)

@@ -71,7 +71,7 @@ async def wait_done(playback: Playback) -> None:
     assert await asyncio.to_thread(playback.wait, 10), "the playback did not end"
 
 
-async def test_a_source_is_sent_whole_then_silence_on_the_sender_thread(
+async def test_a_source_is_sent_whole_then_silence_the_first_packet_at_once(
     sender: VoiceSender, loopback_voice: LoopbackVoiceClient
 ) -> None:
     source, ended = Packets(10), Ended()
@@ -83,9 +83,13 @@ async def test_a_source_is_sent_whole_then_silence_on_the_sender_thread(
         == [b"\xfc" + n.to_bytes(4, "big") for n in range(1, 11)] + [OPUS_SILENCE] * END_SILENCE
     )
     assert not loopback_voice.rtp_breaks()
-    assert {p.thread.name for p in loopback_voice.packets} == {"test-sender"}
+    # The first packet left from play()'s caller, before the sender thread even woke up;
+    # every later one, and the end, from the sender thread.
+    caller = threading.current_thread().name
+    threads = [p.thread.name for p in loopback_voice.packets]
+    assert threads[0] == caller and set(threads[1:]) == {"test-sender"}
     assert ended.calls == [None] and ended.threads == ["test-sender"]
-    assert source.read_threads == {"test-sender"} and source.cleaned_up.is_set()
+    assert source.read_threads == {caller, "test-sender"} and source.cleaned_up.is_set()
     assert playback.packets_sent == 10 and sender.packets_sent == 10
     speaking = [SpeakingState.voice, SpeakingState.none]
     assert await settle(lambda: loopback_voice.speaking_states[-2:] == speaking)
@@ -101,7 +105,7 @@ async def test_one_thread_serves_many_guilds_at_once(
         await wait_done(playback)
     for voice in voices:
         assert len(voice.packets) == 25 + END_SILENCE
-        assert {p.thread.name for p in voice.packets} == {"test-sender"}
+        assert {p.thread.name for p in voice.packets[1:]} == {"test-sender"}
     assert len(sender) == 0
 
 
@@ -221,3 +225,13 @@ async def test_while_reconnecting_nothing_is_read(loopback_voice: LoopbackVoiceC
     # Back: the clock restarts at once, and the speaking state is sent again.
     sender._serve(playback, 100.5)
     assert playback.packets_sent == 1
+
+
+async def test_a_source_empty_at_once_ends_on_the_caller_without_the_thread(
+    sender: VoiceSender, loopback_voice: LoopbackVoiceClient
+) -> None:
+    ended = Ended()
+    playback = sender.play(loopback_voice, Packets(0), ended)
+    assert playback.done and ended.calls == [None]
+    assert ended.threads == [threading.current_thread().name]
+    assert len(sender) == 0
