@@ -127,18 +127,19 @@ class Mp3Decoder:
         if code != _OK:
             raise Mp3DecodeError(self._message(code))
 
-    def decode(self, chunk: bytes) -> bytes:
+    def decode(self, chunk: bytes | memoryview) -> bytes:
         """Feed `chunk`; every sample now decodable, as mono s16le at `self.rate`."""
         if self._handle is None:
             raise Mp3DecodeError("decoder closed")
         lib, handle, out, done = self._lib, self._handle, self._out, self._done
         if chunk:
-            self._check(lib.mpg123_feed(handle, chunk, len(chunk)))
+            data = bytes(chunk) if isinstance(chunk, memoryview) else chunk
+            self._check(lib.mpg123_feed(handle, data, len(data)))
         pieces: list[bytes] = []
         while True:
             code = lib.mpg123_read(handle, out, OUT_SIZE, ctypes.byref(done))
             if done.value:
-                pieces.append(out.raw[: done.value])
+                pieces.append(ctypes.string_at(out, done.value))
             if code == _NEW_FORMAT:
                 self._read_format()
             elif code in (_NEED_MORE, _DONE):
@@ -173,7 +174,7 @@ class Mp3ToDiscord:
         self._rate: int | None = None
         self._state: tuple[Any, ...] | None = None
 
-    def convert(self, chunk: bytes) -> bytes:
+    def convert(self, chunk: bytes | memoryview) -> bytes:
         mono = self.decoder.decode(chunk)
         if not mono:
             return b""
