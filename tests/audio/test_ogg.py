@@ -74,6 +74,21 @@ def test_any_chunking_gives_the_same_packets(ogg: bytes, sizes: list[int]) -> No
     assert packets == OggOpusParser().feed(ogg)
 
 
+def test_a_packet_comes_out_as_soon_as_its_last_byte_is_in(ogg: bytes) -> None:
+    """Not at the end of its page: ffmpeg's pages hold up to a second of audio."""
+    parser = OggOpusParser()
+    first_at = None
+    for n in range(1, len(ogg) + 1):
+        if parser.feed(ogg[n - 1 : n]):
+            first_at = n
+            break
+    assert first_at is not None
+    assert parser.pages == 2  # OpusHead's and OpusTags' pages; the audio page is not done
+    first = OggOpusParser().feed(ogg)[0]
+    assert ogg[first_at - len(first) : first_at] == first  # out with its very last byte
+    assert parser.pending == 0
+
+
 def test_bytes_that_are_not_ogg_are_refused() -> None:
     with pytest.raises(OggError):
         OggOpusParser().feed(b"ID3\x04" + bytes(100))
