@@ -55,6 +55,7 @@ FULL = Plan(
     capacity_window=5.0,
     capacity_variants=[
         "mp3_default_encoder",
+        "mp3_default_encoder_ffmpeg",
         "mp3_speech_encoder",
         "pcm48_default_encoder",
         "pcm48_speech_encoder",

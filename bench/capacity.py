@@ -296,8 +296,10 @@ async def run(
         await speech.render_speech(VOICE, LONG_TEXT, fmt)
     workers = os.cpu_count() or 1
     configs: dict[str, tuple[str, EncoderSettings, int]] = {
-        # (format, encoder settings, OPUS_ENCODER_PROCESSES)
+        # (format, encoder settings, OPUS_ENCODER_PROCESSES); mp3 is decoded by libmpg123
+        # in the process, except in the `_ffmpeg` variant (MP3_DECODER=ffmpeg).
         "mp3_default_encoder": ("mp3_44100_128", DEFAULT_ENCODER, 0),
+        "mp3_default_encoder_ffmpeg": ("mp3_44100_128", DEFAULT_ENCODER, 0),
         "mp3_speech_encoder": ("mp3_44100_128", SPEECH_ENCODER, 0),
         "pcm48_default_encoder": ("pcm_48000", DEFAULT_ENCODER, 0),
         "pcm48_speech_encoder": ("pcm_48000", SPEECH_ENCODER, 0),
@@ -315,6 +317,7 @@ async def run(
     async with elevenlabs_client(base_url, api_key) as synth:
         for name in variants:
             fmt, encoder, processes = configs[name]
+            synth.mp3_decoder = "ffmpeg" if name.endswith("_ffmpeg") else "auto"
             encoding = encoding_from_settings(processes)
             if isinstance(encoding, ProcessEncoding):
                 await encoding.start()
@@ -335,5 +338,6 @@ async def run(
                 else:
                     encoding.close()
             out[name]["encoder_processes"] = processes
+            out[name]["mp3_decoder"] = synth.mp3_decoder if fmt.startswith("mp3") else None
     out["idle"] = await idle_player_kb(20)
     return out

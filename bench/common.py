@@ -68,7 +68,7 @@ GAPLESS_TEXTS = [
     "Twenty, done.",
     "Twenty one.",
 ]
-TTFA_FORMATS = ("mp3_44100_128", "pcm_24000", "pcm_48000")
+TTFA_FORMATS = ("mp3_44100_128", "pcm_24000", "pcm_48000", "opus_48000_64")
 
 # The bot's own encoder settings (bot.audio.opus.EncoderSettings defaults, which the bot's
 # OPUS_* settings default to: mono, 64 kbit/s, complexity 5), a speech-tuned set (voip

@@ -49,6 +49,7 @@ async def _bot_runs(harness: Any, fmt: str, runs: int, warmup: int) -> dict[str,
     gid = harness.guild.id
     byte_ms: list[float] = []
     cmd_ms: list[float] = []
+    decoded_ms: list[float] = []  # first byte -> its first frame in the buffer (the rest: sending)
     for n in range(warmup + runs):
         voice = harness.guild.guild.voice_client
         if voice is not None:
@@ -69,9 +70,12 @@ async def _bot_runs(harness: Any, fmt: str, runs: int, warmup: int) -> dict[str,
         if n >= warmup and timings.first_byte_at is not None:
             cmd_ms.append((first - t0) * 1000)
             byte_ms.append((first - timings.first_byte_at) * 1000)
+            if timings.first_frame_at is not None:
+                decoded_ms.append((timings.first_frame_at - timings.first_byte_at) * 1000)
     return {
         "first_byte_to_first_packet_ms": p50_p95(byte_ms),
         "command_to_first_packet_ms": p50_p95(cmd_ms),
+        "first_byte_to_first_frame_ms": p50_p95(decoded_ms),
     }
 
 
