@@ -41,6 +41,8 @@ from bench.common import (
     percentile,
     r1,
     rss_kb,
+    thread_cpu,
+    thread_cpu_pct,
 )
 from bot.audio.encoding import Encoding, ProcessEncoding, encoding_from_settings
 from bot.player import EncoderSettings, GuildPlayer, SpeechItem
@@ -123,9 +125,9 @@ async def step(
         lag = LoopLag()
         lag.start()
         underruns0 = [i.frames.underruns for i in items]
-        cpu0 = CpuSnapshot.take()
+        cpu0, threads0 = CpuSnapshot.take(), thread_cpu()
         await asyncio.sleep(window)
-        cpu1 = CpuSnapshot.take()
+        cpu1, threads1 = CpuSnapshot.take(), thread_cpu()
         # Silence sent because the audio was not decoded and encoded in time: a packet
         # leaves every 20 ms all the same, but that stream is not real time.
         starved = sum(i.frames.underruns > u for i, u in zip(items, underruns0, strict=True))
@@ -174,6 +176,7 @@ async def step(
         "cpu_pct_process": r1(own),
         "cpu_pct_children": r1(children),  # ffmpeg decoders and encoder processes
         "cpu_pct_per_stream": r1((own + children) / n),
+        "cpu_pct_by_thread": thread_cpu_pct(threads0, threads1, cpu1.at - cpu0.at),
         "rss_mb_per_stream": round(((rss_busy - rss_idle) + pss_children) / 1024 / n, 2),
         "children_pss_mb_per_stream": round(pss_children / 1024 / n, 2),
         "loop_lag_p99_ms": r1(percentile(lags, 99)),

@@ -208,6 +208,29 @@ class CpuSnapshot:
         )
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds used so far by each thread of this process, by thread name.
+
+    Numbered threads of one kind (``opus-encode_0``, ``opus-encode_1``) are summed under
+    their common name; threads Python does not know (native ones) under ``other``.
+    """
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    found: dict[str, float] = {}
+    for entry in os.scandir("/proc/self/task"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = Path(f"/proc/self/task/{entry.name}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            name = names.get(int(entry.name), "other").rstrip("0123456789").rstrip("_-")
+            found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
+    return found
+
+
+def thread_cpu_pct(before: dict[str, float], after: dict[str, float], wall: float) -> dict:
+    """% of one core per thread kind over `wall` seconds, busiest first."""
+    pct = {name: 100 * (after[name] - before.get(name, 0.0)) / wall for name in after}
+    return {name: round(v, 1) for name, v in sorted(pct.items(), key=lambda kv: -kv[1]) if v}
+
+
 def children_pss_kb() -> int:
     """Proportional set size of this process's live children (the ffmpeg decoders)."""
     return sum(_pss_kb(pid) for pid in _children(os.getpid()))

@@ -33,7 +33,7 @@ def test_quick_bench_writes_the_results_file(tmp_path: Path) -> None:
 
     results = json.loads(out.read_text())
     assert results["quick"] is True
-    assert set(results["ttfa"]) == {"mp3_44100_128", "pcm_24000", "pcm_48000"}
+    assert set(results["ttfa"]) == {"mp3_44100_128", "pcm_24000", "pcm_48000", "opus_48000_64"}
     for figures in results["ttfa"].values():
         assert set(figures) >= FIGURES
         assert all(set(figures[name]) >= PAIR for name in FIGURES)

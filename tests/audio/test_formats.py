@@ -46,7 +46,8 @@ def test_the_command_writes_discord_pcm_to_stdout() -> None:
     assert "nobuffer" not in cmd  # garbles piped mp3
 
 
-async def _decode(name: str, data: bytes) -> bytes:
+async def ffmpeg_decode(name: str, data: bytes) -> bytes:
+    """`data` in format `name` decoded by the bot's ffmpeg command."""
     proc = await asyncio.create_subprocess_exec(
         *ffmpeg_command("ffmpeg", InputFormat.parse(name)),
         stdin=asyncio.subprocess.PIPE,
@@ -62,7 +63,7 @@ async def _decode(name: str, data: bytes) -> bytes:
 async def test_the_command_decodes_every_format_the_service_sends(name: str) -> None:
     reference = await speech.reference_pcm(VOICE, TEXT, channels=2)
     audio = await speech.render_speech(VOICE, TEXT, name)
-    decoded = await _decode(name, audio.data)
+    decoded = await ffmpeg_decode(name, audio.data)
     fit = align(reference, decoded, max_lag=8192)
     assert fit.correlation > 0.9, fit
 

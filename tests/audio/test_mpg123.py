@@ -10,12 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.audio import mpg123
-from bot.audio.formats import InputFormat, ffmpeg_command
+from bot.audio.formats import InputFormat
 from bot.audio.frames import FrameBuffer
 from bot.audio.mpg123 import Mp3DecodeError, Mp3Decoder, Mp3DecoderUnavailableError, Mp3ToDiscord
 from bot.audio.pipeline import DecoderError
 from bot.speech import SpeechRequest, Synthesizer
 from bot.testing.pcm import align
+from tests.audio.test_formats import ffmpeg_decode
 from tests.audio.test_pipeline import client_for, collect
 from tests.fakes import speech
 from tests.fakes.elevenlabs import FakeElevenLabs
@@ -30,18 +31,6 @@ def _sample() -> tuple[bytes, bytes]:
     """The fake's mp3 of TEXT, and its audio converted in one piece."""
     data = asyncio.run(speech.render_speech(VOICE, TEXT, "mp3_44100_128")).data
     return data, _convert_all(data, [])
-
-
-async def _ffmpeg(name: str, data: bytes) -> bytes:
-    proc = await asyncio.create_subprocess_exec(
-        *ffmpeg_command("ffmpeg", InputFormat.parse(name)),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate(data)
-    assert proc.returncode == 0, err
-    return out
 
 
 def _convert_all(data: bytes, sizes: list[int]) -> bytes:
@@ -60,7 +49,7 @@ async def test_every_mp3_format_decodes_as_ffmpeg_decodes_it(name: str) -> None:
     audio = await speech.render_speech(VOICE, TEXT, name)
     reference = await speech.reference_pcm(VOICE, TEXT, channels=2)
     ours = _convert_all(audio.data, [997] * (len(audio.data) // 997))
-    theirs = await _ffmpeg(name, audio.data)
+    theirs = await ffmpeg_decode(name, audio.data)
     assert align(reference, ours, max_lag=8192).correlation > 0.9
     # The same length as ffmpeg's output (within one MP3 frame) and the same alignment.
     frame_bytes = 1152 * 48_000 // InputFormat.parse(name).sample_rate * 4
