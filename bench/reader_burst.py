@@ -26,7 +26,7 @@ from collections import Counter
 from typing import Any
 
 from bench.bot_harness import tts_bot
-from bench.common import BenchVoiceClient, LoopLag, percentile, r1
+from bench.common import LoopLag, TimingVoiceClient, percentile, r1
 
 
 def burst_text(n: int) -> str:
@@ -91,7 +91,7 @@ async def run(
     async with tts_bot(
         base_url,
         api_key,
-        voice_client_cls=BenchVoiceClient,
+        voice_client_cls=TimingVoiceClient,  # a stamp per packet, no object kept
         seed=False,
         elevenlabs_max_concurrency=64,
         queue_limit=max(20, messages // guilds + 1),
@@ -131,7 +131,9 @@ async def run(
         logging.getLogger().removeHandler(errors)
         tracked = len(reader.tracked)
         speaking = sum(
-            1 for g in seeded if g.guild.voice_client is not None and g.guild.voice_client.packets
+            1
+            for g in seeded
+            if g.guild.voice_client is not None and g.guild.voice_client.packet_count
         )
         for player in list(bot.voices.players.values()):
             player.stop()
