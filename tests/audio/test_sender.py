@@ -15,7 +15,14 @@ from discord.enums import SpeakingState
 from discord.voice_state import ConnectionFlowState
 
 from bot.audio.opus import OPUS_SILENCE
-from bot.audio.sender import END_SILENCE, FRAME_SECONDS, MAX_CATCH_UP, Playback, VoiceSender
+from bot.audio.sender import (
+    END_SILENCE,
+    FRAME_SECONDS,
+    GRID_DIVISIONS,
+    MAX_CATCH_UP,
+    Playback,
+    VoiceSender,
+)
 from bot.testing.loopback import LoopbackVoiceClient
 from tests.resources import settle
 
@@ -196,6 +203,21 @@ async def test_a_packet_due_is_sent_and_the_next_is_due_one_frame_later(
     assert playback.packets_sent == 0
     assert sender._serve(playback, 100.0) == pytest.approx(100.0 + FRAME_SECONDS)
     assert playback.packets_sent == 1
+
+
+async def test_clocks_land_on_a_common_grid_after_their_first_packet(
+    loopback_voice: LoopbackVoiceClient,
+) -> None:
+    """Guilds started at any instant share a few wake-ups per 20 ms (a quarter-frame grid)."""
+    grid = FRAME_SECONDS / GRID_DIVISIONS
+    sender, playback = manual_playback(loopback_voice)
+    playback._due = 100.0013  # started off the grid: its first packet still leaves at once
+    due = sender._serve(playback, 100.0013)
+    assert playback.packets_sent == 1
+    assert due is not None and abs(due - (100.0013 + FRAME_SECONDS)) <= grid / 2
+    assert due / grid == pytest.approx(round(due / grid), abs=1e-6)
+    # Once on the grid, a clock stays on it, one frame at a time.
+    assert sender._serve(playback, due) == pytest.approx(due + FRAME_SECONDS)
 
 
 async def test_a_late_wake_up_is_made_up_by_at_most_a_few_packets(
