@@ -123,13 +123,14 @@ async def test_moved_by_someone_follows_and_keeps_the_queue(tts_factory: BotFact
 
 def leftover_threads(before: set[str]) -> set[str]:
     """Threads started since `before`, except those that live as long as the bot: the event
-    loop's executor workers and the database's threads (aiosqlite connections, the SQLite
-    writer and readers of `bot.storage.engine`)."""
+    loop's executor workers, the Opus encoder pool's (started on demand, up to its size) and
+    the database's threads (aiosqlite connections, the SQLite writer and readers of
+    `bot.storage.engine`)."""
+    lasting = ("asyncio_", "ThreadPoolExecutor", "opus-encode", "sqlite-writer", "sqlite-reader")
     return {
         name
         for name in thread_names() - before
-        if not name.startswith(("asyncio_", "ThreadPoolExecutor", "sqlite-writer", "sqlite-reader"))
-        and "_connection_worker_thread" not in name
+        if not name.startswith(lasting) and "_connection_worker_thread" not in name
     }
 
 
