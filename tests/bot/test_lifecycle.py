@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from bot.audio.sender import shared_sender
 from bot.player import DisconnectedError, Outcome
 from bot.testing.loopback import LoopbackVoiceClient
 from tests.fakes.discord import DiscordHarness
@@ -123,10 +124,17 @@ async def test_moved_by_someone_follows_and_keeps_the_queue(tts_factory: BotFact
 
 def leftover_threads(before: set[str]) -> set[str]:
     """Threads started since `before`, except those that live as long as the bot: the event
-    loop's executor workers, the Opus encoder pool's (started on demand, up to its size) and
-    the database's threads (aiosqlite connections, the SQLite writer and readers of
-    `bot.storage.engine`)."""
-    lasting = ("asyncio_", "ThreadPoolExecutor", "opus-encode", "sqlite-writer", "sqlite-reader")
+    loop's executor workers, the Opus encoder pool's (started on demand, up to its size), the
+    one voice sender that serves every guild, and the database's threads (aiosqlite
+    connections, the SQLite writer and readers of `bot.storage.engine`)."""
+    lasting = (
+        "asyncio_",
+        "ThreadPoolExecutor",
+        "opus-encode",
+        "voice-sender",
+        "sqlite-writer",
+        "sqlite-reader",
+    )
     return {
         name
         for name in thread_names() - before
@@ -144,6 +152,8 @@ async def _assert_freed(tts: DiscordHarness, voice: LoopbackVoiceClient, items, 
     await voice.wait_until_done()
     assert await settle(lambda: child_pids() <= before["pids"]), child_pids()
     assert await settle(lambda: not any(t.is_alive() for t in voice.threads()))
+    sender = shared_sender()  # lasts as long as the process: its playback for us must not
+    assert await settle(lambda: all(p.voice is not voice for p in list(sender._playbacks)))
     assert await settle(lambda: leftover_threads(before["threads"]) == set()), leftover_threads(
         before["threads"]
     )
@@ -164,9 +174,11 @@ async def _speaking_with_a_queue(tts: DiscordHarness):
 
 
 async def test_kicked_clears_the_queue_and_frees_everything(tts_factory: BotFactory) -> None:
-    # MP3 goes through ffmpeg: a kick must leave no ffmpeg process behind.
+    # MP3 through ffmpeg (not the in-process decoder): a kick must leave no ffmpeg behind.
     before = {"pids": child_pids(), "threads": thread_names()}
-    tts = await tts_factory(voice={"alice": "lounge"}, elevenlabs_output_format="mp3_44100_128")
+    tts = await tts_factory(
+        voice={"alice": "lounge"}, elevenlabs_output_format="mp3_44100_128", mp3_decoder="ffmpeg"
+    )
     voice, items = await _speaking_with_a_queue(tts)
     await voice.simulate_disconnect()
     await _assert_freed(tts, voice, items, before)
