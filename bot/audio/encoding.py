@@ -21,7 +21,6 @@ import dataclasses
 import itertools
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -85,12 +84,19 @@ class _ThreadHandle:
 
 
 class ThreadEncoding:
-    """Encoders in this process, on a pool of threads (the default)."""
+    """Encoders in this process, on one thread by default (the default encoding).
+
+    libopus runs outside the GIL, but every frame's Python around it needs the GIL back,
+    and so does the sender for every packet: a second encoder thread only adds a
+    contender. On 2 vCPUs one thread carried 50 mp3 streams within the sender's 25 ms p99,
+    two threads 17-25 (`docs/performance.md`). Beyond one core of encoding, use worker
+    processes (`OPUS_ENCODER_PROCESSES`).
+    """
 
     batch_frames = 1
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self.workers = workers or 1
         self._pool: ThreadPoolExecutor | None = None
 
     def open(self, settings: EncoderSettings) -> EncoderHandle:
