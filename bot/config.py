@@ -39,6 +39,7 @@ OUTPUT_FORMATS = (
 OutputFormat = Literal[OUTPUT_FORMATS]  # type: ignore[valid-type]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Mp3DecoderChoice = Literal["auto", "libmpg123", "ffmpeg"]
 
 
 class ConfigError(BotError):
@@ -85,7 +86,7 @@ class Settings(BaseSettings):
 
     # Audio and playback
     ffmpeg_path: str = "ffmpeg"
-    mp3_decoder: Literal["auto", "libmpg123", "ffmpeg"] = "auto"
+    mp3_decoder: Mp3DecoderChoice = "auto"
     max_audio_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
     queue_limit: int = Field(default=20, ge=1, le=500)
     max_text_chars: int = Field(default=500, ge=1, le=6000)

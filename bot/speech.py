@@ -14,8 +14,9 @@ import aiohttp
 
 from bot.audio.formats import FormatPolicy
 from bot.audio.frames import FrameBuffer
-from bot.audio.pipeline import DEFAULT_MAX_BYTES, DecodeJob, Mp3DecoderChoice
+from bot.audio.pipeline import DEFAULT_MAX_BYTES, DecodeJob
 from bot.audio.url import UrlStream
+from bot.config import Mp3DecoderChoice
 from bot.elevenlabs.client import ElevenLabsClient, SpeechStream
 from bot.elevenlabs.models import VoiceSettings
 

@@ -5,7 +5,9 @@ decodes anything: under a reader burst, one process per message was most of the 
 the machine (`docs/performance.md`). libmpg123 (a dependency of Debian's ffmpeg, and a
 package of its own: `libmpg123-0`) decodes a stream fed in pieces of any size, frame by
 frame, at about 1,000 times real time, with no process and no pipe. Its feed API is
-called through ctypes, which lets go of the GIL during each call.
+called through `ctypes.PyDLL`, which keeps the GIL: a call lasts microseconds, and letting
+the GIL go would make the event loop queue behind the encoder and sender threads to get it
+back, several times per chunk.
 
 `Mp3ToDiscord` turns the MP3 bytes into 48 kHz s16le stereo like the other converters in
 `bot.audio.frames`: libmpg123 gives mono 16-bit samples at the stream's own rate (it mixes

@@ -25,13 +25,14 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from bot.audio import mpg123
 from bot.audio.formats import FormatPolicy, InputFormat, ffmpeg_command
 from bot.audio.frames import FrameBuffer, RawToDiscord
 from bot.audio.mp3 import Mp3Framer
 from bot.audio.ogg import OggError, OggOpusParser
+from bot.config import Mp3DecoderChoice
 from bot.elevenlabs.errors import PlanRestrictionError
 from bot.errors import BotError
 
@@ -125,9 +126,6 @@ class ByteFifo:
             self._ready.clear()
             await self._ready.wait()
         return self._chunks.popleft()
-
-
-Mp3DecoderChoice = Literal["auto", "libmpg123", "ffmpeg"]
 
 
 class DecodeJob:
@@ -347,8 +345,9 @@ class DecodeJob:
             await self._deliver(converter.convert(chunk))
 
     async def _decode_mp3(self, fifo: ByteFifo) -> None:
-        converter = mpg123.Mp3ToDiscord()
+        converter: mpg123.Mp3ToDiscord | None = None
         try:
+            converter = mpg123.Mp3ToDiscord()
             while chunk := await fifo.get():
                 # A chunk can hold seconds of audio (the upstream sends faster than real
                 # time): decoded at once, it would go to the encoders as one batch that
@@ -360,7 +359,8 @@ class DecodeJob:
         except mpg123.Mp3DecodeError as error:
             raise DecoderError(f"libmpg123: {error}") from None
         finally:
-            converter.close()
+            if converter is not None:
+                converter.close()
 
     async def _unwrap(self, fifo: ByteFifo) -> None:
         parser = OggOpusParser()

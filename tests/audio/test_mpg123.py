@@ -73,7 +73,7 @@ def test_audio_comes_out_as_soon_as_its_frames_are_in() -> None:
     decoder.close()
     first = next(i for i, n in enumerate(produced_at) if n)
     assert first * 100 <= 3 * 418 + 100  # the third 128 kbit/s frame at the latest
-    assert decoder.rate is None or decoder.rate == 44_100
+    assert decoder.rate == 44_100
 
 
 def test_garbage_is_no_audio_and_no_error() -> None:
@@ -149,3 +149,20 @@ async def test_an_undecodable_body_is_a_decoder_error(
             await collect(job)
     assert "bad stream" in caught.value.detail
     assert str(caught.value) == "The audio could not be decoded."
+
+
+async def test_a_decoder_that_cannot_start_is_a_decoder_error(
+    fake_elevenlabs: FakeElevenLabs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mpg123_new() failing (out of memory) is the item's failure, not an unexpected error."""
+
+    def refuse(self: Mp3ToDiscord) -> None:
+        raise Mp3DecodeError("Out of memory")
+
+    monkeypatch.setattr(Mp3ToDiscord, "__init__", refuse)
+    async with client_for(fake_elevenlabs) as client:
+        job = Synthesizer(client).job(SpeechRequest(TEXT, VOICE))
+        with pytest.raises(DecoderError) as caught:
+            await collect(job)
+        assert client.in_flight == 0
+    assert caught.value.detail == "libmpg123: Out of memory"
